@@ -1,0 +1,22 @@
+import { z } from 'zod';
+import { defaultPolicy, defineJob } from './contract.ts';
+import { dryRun, identifier, tenantId } from './fields.ts';
+
+export const payload = z.object({
+  tenant: tenantId,
+  /** Names of retention policies in the config module; all of them when absent. */
+  policies: z.array(identifier).min(1).optional(),
+  dryRun,
+});
+
+export interface Result {
+  policies: { name: string; matched: number; deleted: number }[];
+}
+
+export const cleanup = defineJob<'cleanup', typeof payload, Result>({
+  name: 'cleanup',
+  description: 'Apply retention policies in small batches',
+  payload,
+  policy: defaultPolicy,
+  sensitive: [],
+});

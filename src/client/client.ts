@@ -1,0 +1,137 @@
+/**
+ * The producer client: the package's public API for app backends.
+ *
+ *   const fleet = createClient({ redisUrl: process.env.DBFLEET_REDIS_URL });
+ *   const job = await fleet.enqueue('backup', { tenant: 'acme' }, { idempotencyKey: 'nightly-2026-11-21' });
+ *   const result = await job.waitForResult({ timeoutMs: 60_000 });
+ *
+ * Payloads are validated before anything touches Redis; an invalid one throws a ValidationError that
+ * names the field.
+ */
+import { Queue, QueueEvents, type Job, type JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import { catalog, type JobName, type PayloadInput, type Result } from '../../queues/index.ts';
+import { jobIdForKey, parsePayload, tenantOf, type JobEnvelope } from '../jobs/envelope.ts';
+
+export interface EnqueueOptions {
+  /** The same key (per job type) gives the same job while that job is retained. */
+  idempotencyKey?: string;
+  /** 1 (highest) to 2,097,152; jobs without a priority run before prioritised ones, as in BullMQ. */
+  priority?: number;
+  delayMs?: number;
+  requestedBy?: string;
+}
+
+export interface ClientOptions {
+  /** A Redis URL, or an existing ioredis connection (not closed by the client). */
+  redis: string | Redis;
+  /** Redis key prefix shared by producers and workers; `dbfleet` by default. */
+  prefix?: string;
+}
+
+export interface EnqueuedJob<N extends JobName> {
+  readonly id: string;
+  readonly type: N;
+  /** Resolves with the handler's result; rejects with the failure reason once retries are exhausted. */
+  waitForResult(options?: { timeoutMs?: number }): Promise<Result<N>>;
+  /** Calls back with each progress report; returns an unsubscribe function. */
+  onProgress(listener: (progress: unknown) => void): Promise<() => void>;
+}
+
+export interface FleetClient {
+  enqueue<N extends JobName>(type: N, payload: PayloadInput<N>, options?: EnqueueOptions): Promise<EnqueuedJob<N>>;
+  enqueueBulk<N extends JobName>(
+    type: N,
+    jobs: { payload: PayloadInput<N>; options?: EnqueueOptions }[],
+  ): Promise<EnqueuedJob<N>[]>;
+  queue(type: JobName): Queue;
+  close(): Promise<void>;
+}
+
+export function jobOptions(type: JobName, options: EnqueueOptions = {}): JobsOptions {
+  const { policy } = catalog[type];
+  return {
+    ...(options.idempotencyKey ? { jobId: jobIdForKey(options.idempotencyKey) } : {}),
+    ...(options.priority ? { priority: options.priority } : {}),
+    ...(options.delayMs ? { delay: options.delayMs } : {}),
+    attempts: policy.attempts,
+    backoff: { type: 'exponential', delay: policy.backoff.delayMs, jitter: policy.backoff.jitter },
+    removeOnComplete: { age: policy.keepCompleted.ageSeconds, count: policy.keepCompleted.count },
+    removeOnFail: { age: policy.keepFailed.ageSeconds },
+  };
+}
+
+export function createClient(options: ClientOptions): FleetClient {
+  const prefix = options.prefix ?? 'dbfleet';
+  const ownsConnection = typeof options.redis === 'string';
+  // BullMQ needs maxRetriesPerRequest: null so that blocking calls survive reconnects.
+  const connection = typeof options.redis === 'string' ? new Redis(options.redis, { maxRetriesPerRequest: null }) : options.redis;
+  const queues = new Map<JobName, Queue>();
+  const events = new Map<JobName, Promise<QueueEvents>>();
+
+  const queue = (type: JobName) => {
+    let q = queues.get(type);
+    if (!q) {
+      q = new Queue(type, { connection, prefix });
+      queues.set(type, q);
+    }
+    return q;
+  };
+
+  const queueEvents = (type: JobName) => {
+    let e = events.get(type);
+    if (!e) {
+      // QueueEvents holds a blocking connection of its own.
+      const qe = new QueueEvents(type, { connection: connection.duplicate(), prefix });
+      e = qe.waitUntilReady().then(() => qe);
+      events.set(type, e);
+    }
+    return e;
+  };
+
+  const wrap = <N extends JobName>(type: N, job: Job): EnqueuedJob<N> => ({
+    id: job.id!,
+    type,
+    async waitForResult({ timeoutMs } = {}) {
+      return (await job.waitUntilFinished(await queueEvents(type), timeoutMs)) as Result<N>;
+    },
+    async onProgress(listener) {
+      const qe = await queueEvents(type);
+      const handler = ({ jobId, data }: { jobId: string; data: unknown }) => {
+        if (jobId === job.id) listener(data);
+      };
+      qe.on('progress', handler);
+      return () => void qe.off('progress', handler);
+    },
+  });
+
+  const envelope = <N extends JobName>(type: N, payload: PayloadInput<N>, opts?: EnqueueOptions): JobEnvelope => ({
+    v: 1,
+    payload: parsePayload(type, payload),
+    ...(opts?.requestedBy ? { requestedBy: opts.requestedBy } : {}),
+  });
+
+  return {
+    async enqueue(type, payload, opts) {
+      const data = envelope(type, payload, opts); // throws before touching Redis
+      const job = await queue(type).add(`${type}@${tenantOf(data.payload)}`, data, jobOptions(type, opts));
+      return wrap(type, job);
+    },
+    async enqueueBulk(type, items) {
+      const prepared = items.map((i) => {
+        const data = envelope(type, i.payload, i.options);
+        return { name: `${type}@${tenantOf(data.payload)}`, data, opts: jobOptions(type, i.options) };
+      });
+      const jobs = await queue(type).addBulk(prepared);
+      return jobs.map((j) => wrap(type, j));
+    },
+    queue,
+    async close() {
+      await Promise.all([...queues.values()].map((q) => q.close()));
+      await Promise.all([...events.values()].map(async (e) => (await e).close()));
+      queues.clear();
+      events.clear();
+      if (ownsConnection) await connection.quit();
+    },
+  };
+}

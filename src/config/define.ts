@@ -1,0 +1,72 @@
+/**
+ * The operator's side of a deployment, in one typed module (`dbfleet.config.ts`), like vitest.config.ts.
+ * Secrets never live here: a tenant override names the environment variable that holds its URL.
+ */
+import { pathToFileURL } from 'node:url';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import type { z } from 'zod';
+
+export interface TenantOverride {
+  /** Name of the environment variable holding this tenant's PostgreSQL URL (its own cluster). */
+  postgresUrlEnv?: string;
+  mongoUrlEnv?: string;
+}
+
+export interface PersonalDataField {
+  store: 'postgres' | 'mongo';
+  /** Table or collection. */
+  name: string;
+  /** Column or field that identifies the data subject. */
+  subjectField: string;
+  action: 'delete' | 'anonymise';
+  /** For anonymise: the fields to overwrite. */
+  fields?: string[];
+}
+
+export interface RetentionPolicy {
+  name: string;
+  store: 'postgres' | 'mongo';
+  /** Table or collection. */
+  target: string;
+  /** Timestamp column or field compared against the age. */
+  timeField: string;
+  olderThanDays: number;
+  /** Cron expression for the per-tenant schedule. */
+  schedule?: string;
+}
+
+export interface ValidationRule {
+  name: string;
+  kind: 'required' | 'unique' | 'reference' | 'schema';
+  store: 'postgres' | 'mongo';
+  target: string;
+  fields: string[];
+  references?: { store: 'postgres' | 'mongo'; target: string; field: string };
+}
+
+export interface DbfleetConfig {
+  tenants?: Record<string, TenantOverride>;
+  migrations?: { postgres?: string; mongo?: string };
+  personalData?: PersonalDataField[];
+  retention?: RetentionPolicy[];
+  validation?: ValidationRule[];
+  /** Row schemas for load-fixtures, by name. An object schema: its keys are the PostgreSQL columns. */
+  fixtures?: Record<string, z.ZodObject>;
+}
+
+export function defineConfig(config: DbfleetConfig): DbfleetConfig {
+  return config;
+}
+
+/** Loads the config module: the path given, else `dbfleet.config.ts` in the working folder, else empty. */
+export async function loadConfig(file?: string): Promise<DbfleetConfig> {
+  const candidate = path.resolve(file ?? 'dbfleet.config.ts');
+  if (!existsSync(candidate)) {
+    if (file) throw new Error(`config module not found: ${candidate}`);
+    return {};
+  }
+  const mod = (await import(pathToFileURL(candidate).href)) as { default?: DbfleetConfig };
+  if (!mod.default) throw new Error(`config module ${candidate} has no default export (use defineConfig)`);
+  return mod.default;
+}

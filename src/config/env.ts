@@ -1,0 +1,70 @@
+/**
+ * 12-factor settings, read from the environment once at start and validated together, so a
+ * misconfigured process fails with one message naming every missing or invalid variable.
+ */
+import { z } from 'zod';
+
+const url = (protocols: string[]) =>
+  z
+    .string()
+    .refine((v) => URL.canParse(v) && protocols.includes(new URL(v).protocol), {
+      message: `must be a ${protocols.join(' or ')} URL`,
+    });
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const list = z
+  .string()
+  .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
+
+const schema = z.object({
+  DBFLEET_REDIS_URL: url(['redis:', 'rediss:']),
+  DBFLEET_CONTROL_DATABASE_URL: url(['postgres:', 'postgresql:']),
+  /** Where tenants' PostgreSQL schemas live unless the config module overrides a tenant. */
+  DBFLEET_TENANT_POSTGRES_URL: url(['postgres:', 'postgresql:']).optional(),
+  DBFLEET_TENANT_MONGO_URL: url(['mongodb:', 'mongodb+srv:']),
+  DBFLEET_S3_ENDPOINT: url(['http:', 'https:']).optional(),
+  DBFLEET_S3_BUCKET: z.string().min(3).default('dbfleet'),
+  AWS_REGION: z.string().default('us-east-1'),
+  DBFLEET_LOCAL_STORAGE_DIR: z.string().default('.dbfleet/storage'),
+  /** Folders a load-fixtures file source may read from (comma-separated). */
+  DBFLEET_FILE_ROOTS: list.optional(),
+  DBFLEET_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be [A-Za-z0-9_-], 1-64 characters').default('dbfleet'),
+  DBFLEET_CONFIG: z.string().optional(),
+  DBFLEET_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DBFLEET_SHUTDOWN_GRACE_MS: int(100, 600_000).default(25_000),
+  /** How long a worker holds a job's lock between renewals; a killed worker's job is taken over after it. */
+  DBFLEET_LOCK_DURATION_MS: int(1_000, 600_000).default(30_000),
+  DBFLEET_BOARD_HOST: z.string().default('127.0.0.1'),
+  DBFLEET_BOARD_PORT: int(0, 65_535).default(3000),
+  DBFLEET_BOARD_USER: z.string().min(1).optional(),
+  DBFLEET_BOARD_PASSWORD: z.string().min(12, 'must be at least 12 characters').optional(),
+  DBFLEET_BOARD_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
+});
+
+export type Env = z.infer<typeof schema>;
+
+export class EnvError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid environment:\n  ${problems.join('\n  ')}`);
+    this.problems = problems;
+    this.name = 'EnvError';
+  }
+}
+
+export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
+  const parsed = schema.safeParse(source);
+  if (!parsed.success) {
+    throw new EnvError(
+      parsed.error.issues.map((i) => {
+        const name = i.path.join('.');
+        return source[name] === undefined ? `${name}: is required` : `${name}: ${i.message}`;
+      }),
+    );
+  }
+  const env = parsed.data;
+  if (Boolean(env.DBFLEET_BOARD_USER) !== Boolean(env.DBFLEET_BOARD_PASSWORD)) {
+    throw new EnvError(['DBFLEET_BOARD_USER and DBFLEET_BOARD_PASSWORD: set both or neither']);
+  }
+  return env;
+}

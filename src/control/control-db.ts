@@ -1,0 +1,149 @@
+/** The fleet's own records in PostgreSQL: tenants, the audit log of every job, load rejections. */
+import type pg from 'pg';
+import { inTransaction, withPoolClient } from '../stores/postgres.ts';
+import { controlMigrations } from './migrations.ts';
+
+export type JobStatus = 'active' | 'completed' | 'failed' | 'retrying' | 'interrupted';
+
+export interface JobRunStart {
+  prefix: string;
+  queue: string;
+  jobId: string;
+  tenant: string;
+  requestedBy: string | undefined;
+  payloadDigest: string;
+  attempt: number;
+  enqueuedAt: Date;
+}
+
+export interface JobRunEnd {
+  prefix: string;
+  queue: string;
+  jobId: string;
+  status: Exclude<JobStatus, 'active'>;
+  durationMs: number;
+  resultSummary?: unknown;
+  errorCode?: string;
+  errorMessage?: string;
+}
+
+export interface JobRunRow {
+  queue: string;
+  job_id: string;
+  tenant: string;
+  requested_by: string | null;
+  payload_digest: string;
+  status: JobStatus;
+  attempts: number;
+  duration_ms: number | null;
+  result_summary: unknown;
+  error_code: string | null;
+  error_message: string | null;
+}
+
+// Arbitrary constant: the advisory lock that serialises control-schema migrations.
+const MIGRATION_LOCK = 7_310_422_001;
+
+export class ControlDb {
+  readonly pool: pg.Pool;
+
+  constructor(pool: pg.Pool) {
+    this.pool = pool;
+  }
+
+  /** Brings the control schema to the latest version; safe to call from every process at start. */
+  async migrate(): Promise<number[]> {
+    return withPoolClient(this.pool, async (client) => {
+      await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+      try {
+        await client.query('CREATE SCHEMA IF NOT EXISTS dbfleet');
+        await client.query(`CREATE TABLE IF NOT EXISTS dbfleet.schema_history (
+          version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+        const { rows } = await client.query<{ version: number }>('SELECT version FROM dbfleet.schema_history');
+        const applied = new Set(rows.map((r) => r.version));
+        const done: number[] = [];
+        for (const m of controlMigrations) {
+          if (applied.has(m.version)) continue;
+          await inTransaction(client, async () => {
+            await client.query(m.sql);
+            await client.query('INSERT INTO dbfleet.schema_history (version, name) VALUES ($1, $2)', [m.version, m.name]);
+          });
+          done.push(m.version);
+        }
+        return done;
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+      }
+    });
+  }
+
+  async addTenant(id: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query('INSERT INTO dbfleet.tenants (id) VALUES ($1) ON CONFLICT DO NOTHING', [id]);
+    return rowCount === 1;
+  }
+
+  async listTenants(): Promise<{ id: string; created_at: Date; status: string }[]> {
+    return (await this.pool.query('SELECT id, created_at, status FROM dbfleet.tenants ORDER BY id')).rows;
+  }
+
+  async tenantExists(id: string): Promise<boolean> {
+    return (await this.pool.query('SELECT 1 FROM dbfleet.tenants WHERE id = $1', [id])).rowCount === 1;
+  }
+
+  async jobStarted(s: JobRunStart): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO dbfleet.job_runs
+         (prefix, queue, job_id, tenant, requested_by, payload_digest, status, attempts, enqueued_at, started_at)
+       VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, now())
+       ON CONFLICT (prefix, queue, job_id) DO UPDATE
+         SET status = 'active', attempts = GREATEST(dbfleet.job_runs.attempts, EXCLUDED.attempts),
+             error_code = NULL, error_message = NULL, updated_at = now()`,
+      [s.prefix, s.queue, s.jobId, s.tenant, s.requestedBy ?? null, s.payloadDigest, s.attempt, s.enqueuedAt],
+    );
+  }
+
+  async jobEnded(e: JobRunEnd): Promise<void> {
+    await this.pool.query(
+      `UPDATE dbfleet.job_runs
+          SET status = $4, duration_ms = $5, result_summary = $6, error_code = $7, error_message = $8,
+              finished_at = CASE WHEN $4 IN ('completed', 'failed') THEN now() END, updated_at = now()
+        WHERE prefix = $1 AND queue = $2 AND job_id = $3`,
+      [
+        e.prefix,
+        e.queue,
+        e.jobId,
+        e.status,
+        Math.round(e.durationMs),
+        e.resultSummary === undefined ? null : JSON.stringify(e.resultSummary),
+        e.errorCode ?? null,
+        e.errorMessage ?? null,
+      ],
+    );
+  }
+
+  async jobRun(prefix: string, queue: string, jobId: string): Promise<JobRunRow | undefined> {
+    const { rows } = await this.pool.query<JobRunRow>(
+      'SELECT * FROM dbfleet.job_runs WHERE prefix = $1 AND queue = $2 AND job_id = $3',
+      [prefix, queue, jobId],
+    );
+    return rows[0];
+  }
+
+  /** Idempotent: a retried batch records the same (job, line) pairs again without duplicates. */
+  async recordRejections(prefix: string, jobId: string, rejections: { line: number; reason: string }[]): Promise<void> {
+    if (rejections.length === 0) return;
+    await this.pool.query(
+      `INSERT INTO dbfleet.load_rejections (prefix, job_id, line, reason)
+       SELECT $1, $2, * FROM unnest($3::bigint[], $4::text[]) ON CONFLICT DO NOTHING`,
+      [prefix, jobId, rejections.map((r) => r.line), rejections.map((r) => r.reason)],
+    );
+  }
+
+  async rejections(prefix: string, jobId: string, limit = 1000): Promise<{ line: number; reason: string }[]> {
+    const { rows } = await this.pool.query<{ line: string; reason: string }>(
+      'SELECT line, reason FROM dbfleet.load_rejections WHERE prefix = $1 AND job_id = $2 ORDER BY line LIMIT $3',
+      [prefix, jobId, limit],
+    );
+    return rows.map((r) => ({ line: Number(r.line), reason: r.reason }));
+  }
+}

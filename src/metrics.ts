@@ -1,0 +1,41 @@
+/** Prometheus metrics (prom-client). Each process owns a registry; the board and workers expose theirs. */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface FleetMetrics {
+  registry: Registry;
+  jobDuration: Histogram<'type' | 'outcome'>;
+  failures: Counter<'type' | 'reason'>;
+  inFlight: Gauge<'type' | 'tenant'>;
+}
+
+export function createFleetMetrics(options: { defaults?: boolean } = {}): FleetMetrics {
+  const registry = new Registry();
+  if (options.defaults) collectDefaultMetrics({ register: registry, prefix: 'dbfleet_process_' });
+  return {
+    registry,
+    jobDuration: new Histogram({
+      name: 'dbfleet_job_duration_seconds',
+      help: 'Time from a job starting to finishing, by type and outcome',
+      labelNames: ['type', 'outcome'],
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
+      registers: [registry],
+    }),
+    failures: new Counter({
+      name: 'dbfleet_job_failures_total',
+      help: 'Failed attempts by job type and reason code (permanent and transient)',
+      labelNames: ['type', 'reason'],
+      registers: [registry],
+    }),
+    inFlight: new Gauge({
+      name: 'dbfleet_jobs_in_flight',
+      help: 'Jobs being processed right now, by type and tenant',
+      labelNames: ['type', 'tenant'],
+      registers: [registry],
+    }),
+  };
+}
+
+/** Failure reasons are stored as `[code] message`; the code is the bounded label. */
+export function reasonCode(failedReason: string | undefined): string {
+  return /^\[([a-z0-9_:]+)\]/.exec(failedReason ?? '')?.[1] ?? 'unknown';
+}

@@ -1,0 +1,65 @@
+/**
+ * The composition root: every connection the fleet uses is built here, once, and injected into
+ * workers, handlers, the board and the CLI. Nothing else opens connections of its own.
+ */
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { DbfleetConfig } from '../config/define.ts';
+import type { Env } from '../config/env.ts';
+import { ControlDb } from '../control/control-db.ts';
+import type { Logger } from '../logger.ts';
+import { redactUrl } from '../logger.ts';
+import { LocalObjectStore } from '../storage/local.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import { createS3Client, S3ObjectStore } from '../storage/s3.ts';
+import { MongoClients } from '../stores/mongo.ts';
+import { PostgresPools } from '../stores/postgres.ts';
+import { TenantDirectory } from '../tenants.ts';
+
+export interface FleetDeps {
+  env: Env;
+  config: DbfleetConfig;
+  log: Logger;
+  prefix: string;
+  /** Shared by queues; BullMQ duplicates it for each worker's blocking connection. */
+  redis: Redis;
+  control: ControlDb;
+  postgres: PostgresPools;
+  mongo: MongoClients;
+  s3: S3Client;
+  /** The default object store: the S3 bucket. */
+  objects: ObjectStore;
+  /** A local folder, for backups of deployments without S3. */
+  localObjects: ObjectStore;
+  tenants: TenantDirectory;
+}
+
+export function createDeps(env: Env, config: DbfleetConfig, log: Logger): FleetDeps {
+  const redis = new Redis(env.DBFLEET_REDIS_URL, { maxRetriesPerRequest: null, lazyConnect: false });
+  redis.on('error', (err) => log.warn({ err: { message: redactUrl(err.message) } }, 'redis connection error'));
+  const controlPool = new pg.Pool({ connectionString: env.DBFLEET_CONTROL_DATABASE_URL, max: 5 });
+  controlPool.on('error', (err) => log.warn({ err }, 'idle control-database client failed'));
+  const control = new ControlDb(controlPool);
+  const s3 = createS3Client({ endpoint: env.DBFLEET_S3_ENDPOINT, region: env.AWS_REGION });
+  return {
+    env,
+    config,
+    log,
+    prefix: env.DBFLEET_PREFIX,
+    redis,
+    control,
+    postgres: new PostgresPools(log),
+    mongo: new MongoClients(),
+    s3,
+    objects: new S3ObjectStore(s3, env.DBFLEET_S3_BUCKET),
+    localObjects: new LocalObjectStore(env.DBFLEET_LOCAL_STORAGE_DIR),
+    tenants: new TenantDirectory(env, config, control),
+  };
+}
+
+export async function closeDeps(deps: FleetDeps): Promise<void> {
+  await Promise.allSettled([deps.postgres.closeAll(), deps.mongo.closeAll(), deps.control.pool.end()]);
+  deps.s3.destroy();
+  await deps.redis.quit().catch(() => deps.redis.disconnect());
+}

@@ -1,0 +1,90 @@
+/**
+ * The worker process's core: one BullMQ Worker per served queue, all sharing the injected deps, and a
+ * bounded graceful shutdown.
+ */
+import { Worker, type Job } from 'bullmq';
+import { isJobName, type JobName } from '../../queues/index.ts';
+import type { JobEnvelope } from '../jobs/envelope.ts';
+import { createFleetMetrics, type FleetMetrics } from '../metrics.ts';
+import type { FleetDeps } from './deps.ts';
+import type { AnyHandler } from './handler.ts';
+import { processJob } from './process-job.ts';
+
+export type HandlerCatalog = Record<JobName, AnyHandler | null>;
+
+export interface WorkerOptions {
+  handlers: HandlerCatalog;
+  /** Queues to serve; every queue with a handler when absent. */
+  queues?: JobName[];
+  /** Jobs in flight per queue in this process. */
+  concurrency?: number;
+  fileRoots?: readonly string[];
+  metrics?: FleetMetrics;
+}
+
+export interface FleetWorker {
+  readonly queues: JobName[];
+  readonly metrics: FleetMetrics;
+  /**
+   * Stops taking jobs, asks running handlers to stop at their next checkpoint (their jobs go back to
+   * the queue), and resolves within `graceMs`; past that, remaining jobs are left to lock expiry.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+export function servedQueues(handlers: HandlerCatalog, requested?: string[]): JobName[] {
+  if (!requested) return (Object.keys(handlers) as JobName[]).filter((n) => handlers[n]);
+  for (const name of requested) {
+    if (!isJobName(name)) throw new Error(`unknown queue ${JSON.stringify(name)}`);
+    if (!handlers[name]) throw new Error(`queue ${name} has no handler yet`);
+  }
+  return requested as JobName[];
+}
+
+export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorker {
+  const queues = servedQueues(options.handlers, options.queues);
+  const metrics = options.metrics ?? createFleetMetrics();
+  const shutdown = new AbortController();
+  const fileRoots = options.fileRoots ?? deps.env.DBFLEET_FILE_ROOTS ?? [process.cwd()];
+  const workers = queues.map((type) => {
+    const handler = options.handlers[type]!;
+    const worker = new Worker<JobEnvelope>(
+      type,
+      (job: Job<JobEnvelope>, token?: string) =>
+        processJob({ deps, metrics, fileRoots, shutdown: shutdown.signal }, type, handler, job, token),
+      {
+        connection: deps.redis,
+        prefix: deps.prefix,
+        concurrency: options.concurrency ?? 1,
+        lockDuration: deps.env.DBFLEET_LOCK_DURATION_MS,
+        // A job taken over after a crash resumes from its checkpoint, so a few stalls are harmless.
+        maxStalledCount: 5,
+      },
+    );
+    worker.on('error', (err) => deps.log.error({ err, queue: type }, 'worker error'));
+    return worker;
+  });
+  deps.log.info({ queues, concurrency: options.concurrency ?? 1 }, 'worker started');
+
+  let closing: Promise<void> | undefined;
+  return {
+    queues,
+    metrics,
+    close(graceMs = deps.env.DBFLEET_SHUTDOWN_GRACE_MS) {
+      closing ??= (async () => {
+        shutdown.abort(new Error('worker shutting down'));
+        const graceful = Promise.all(workers.map((w) => w.close()));
+        let timer: NodeJS.Timeout | undefined;
+        const expired = new Promise<'expired'>((resolve) => (timer = setTimeout(() => resolve('expired'), graceMs)));
+        const outcome = await Promise.race([graceful.then(() => 'closed' as const), expired]);
+        clearTimeout(timer);
+        if (outcome === 'expired') {
+          deps.log.warn({ graceMs }, 'shutdown grace expired; leaving remaining jobs to lock expiry');
+          await Promise.all(workers.map((w) => w.close(true)));
+        }
+        deps.log.info('worker stopped');
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,18 @@
+/**
+ * The handler catalog: one entry per job type in queues/, under the same name. A job type missing here
+ * fails the typecheck. `null` says, on purpose, that no worker serves that queue yet: its jobs can be
+ * enqueued and seen in the board, and wait for a release that handles them.
+ */
+import type { JobName } from '../queues/index.ts';
+import type { Handler } from '../src/runtime/handler.ts';
+import { loadFixtures } from './load-fixtures.ts';
+
+export const handlers = {
+  'load-fixtures': loadFixtures,
+  migrate: null,
+  backup: null,
+  restore: null,
+  cleanup: null,
+  validate: null,
+  erase: null,
+} satisfies { [N in JobName]: Handler<N> | null };

@@ -1,0 +1,120 @@
+/**
+ * load-fixtures: stream records from a file, S3 or inline rows into a tenant table or collection,
+ * validating each against its fixture schema. Bad rows are recorded (line and reason) and counted,
+ * never silently dropped. Batches checkpoint as they commit, so a retried job resumes where it stopped.
+ */
+import type { z } from 'zod';
+import type { Handler } from '../src/runtime/handler.ts';
+import type { JobContext } from '../src/runtime/context.ts';
+import { PermanentError, zodIssues } from '../src/errors.ts';
+import { openRecords } from './load-fixtures/source.ts';
+import { postgresSink } from './load-fixtures/postgres-sink.ts';
+import { mongoSink } from './load-fixtures/mongo-sink.ts';
+import { freshProgress, type Progress, type Rejection, type Row, type Sink } from './load-fixtures/sink.ts';
+import type { Payload } from '../queues/index.ts';
+
+const SAMPLE_REJECTIONS = 20;
+
+function fixtureSchema(ctx: JobContext, name: string | undefined): z.ZodObject | undefined {
+  if (!name) return undefined;
+  const schema = ctx.config.fixtures?.[name];
+  if (!schema) throw new PermanentError('unknown_schema', `fixture schema ${name} is not defined in the config module`);
+  return schema;
+}
+
+function sinkFor(p: Payload<'load-fixtures'>, ctx: JobContext, schema: z.ZodObject | undefined): Sink {
+  const loadKey = `${ctx.job.prefix}:${ctx.job.id}`;
+  if (p.target.store === 'postgres') {
+    const columns = Object.keys(schema!.shape);
+    const missingKey = p.key?.find((k) => !columns.includes(k));
+    if (missingKey) throw new PermanentError('invalid_payload', `key ${missingKey} is not a column of fixture schema ${p.schema}`);
+    return postgresSink({ pg: ctx.postgres, table: p.target.name, columns, mode: p.mode, key: p.key, loadKey });
+  }
+  return mongoSink({ db: ctx.mongo, collection: p.target.name, mode: p.mode, key: p.key, loadKey, checkpoint: ctx.checkpoint });
+}
+
+export const loadFixtures: Handler<'load-fixtures'> = async (p, ctx) => {
+  const started = performance.now();
+  const schema = fixtureSchema(ctx, p.schema);
+  const sink = sinkFor(p, ctx, schema);
+  const saved = await sink.prepare();
+  let progress: Progress = saved ?? freshProgress;
+  const resumedFrom = progress.records;
+  const samples: Rejection[] = [];
+  if (saved?.done) {
+    ctx.log.info({ records: progress.records }, 'load already finished by an earlier delivery');
+  } else {
+    if (resumedFrom > 0) ctx.log.info({ resumedFrom }, 'resuming from checkpoint');
+    const keep = (rejections: Rejection[]) => {
+      for (const r of rejections) if (samples.length < SAMPLE_REJECTIONS) samples.push(r);
+    };
+
+    // One batch is written while the next is read and validated: PostgreSQL and Node work in parallel.
+    let inFlight: Promise<void> = Promise.resolve();
+    const flush = async (rows: Row[], rejected: Rejection[], lastRecord: number) => {
+      await inFlight; // writes stay in order: checkpoints only ever move forward
+      ctx.throwIfInterrupted();
+      await ctx.control.recordRejections(ctx.job.prefix, ctx.job.id, rejected);
+      const next: Progress = {
+        records: lastRecord,
+        loaded: progress.loaded + rows.length,
+        rejected: progress.rejected + rejected.length,
+        batches: progress.batches + 1,
+        done: false,
+      };
+      inFlight = (async () => {
+        const refused = await sink.write(rows, next);
+        await ctx.control.recordRejections(ctx.job.prefix, ctx.job.id, refused);
+        keep(rejected);
+        keep(refused);
+        progress = { ...next, loaded: next.loaded - refused.length, rejected: next.rejected + refused.length };
+        await ctx.progress({ records: progress.records, loaded: progress.loaded, rejected: progress.rejected });
+      })();
+      inFlight.catch(() => undefined); // awaited below; avoid an unhandled rejection in between
+    };
+
+    let rows: Row[] = [];
+    let rejected: Rejection[] = [];
+    let lastRecord = progress.records;
+    for await (const record of await openRecords(p.source, p.format, { s3: ctx.s3, fileRoots: ctx.fileRoots })) {
+      if (record.line <= resumedFrom) continue; // committed by an earlier attempt
+      lastRecord = record.line;
+      if ('error' in record) {
+        rejected.push({ line: record.line, reason: record.error });
+      } else if (schema) {
+        const parsed = schema.safeParse(record.value);
+        if (parsed.success) rows.push({ line: record.line, value: parsed.data as Record<string, unknown> });
+        else rejected.push({ line: record.line, reason: zodIssues(parsed.error).join('; ') });
+      } else if (record.value && typeof record.value === 'object' && !Array.isArray(record.value)) {
+        rows.push({ line: record.line, value: record.value as Record<string, unknown> });
+      } else {
+        rejected.push({ line: record.line, reason: 'not an object' });
+      }
+      if (rows.length + rejected.length >= p.batchSize) {
+        await flush(rows, rejected, lastRecord);
+        rows = [];
+        rejected = [];
+      }
+    }
+    // The last partial batch; also the only batch of an empty source, so `replace` still empties.
+    if (rows.length + rejected.length > 0 || progress.batches === 0) await flush(rows, rejected, lastRecord);
+    await inFlight;
+    await sink.finish(progress);
+  }
+
+  if (samples.length < SAMPLE_REJECTIONS && progress.rejected > samples.length) {
+    samples.splice(0, samples.length, ...(await ctx.control.rejections(ctx.job.prefix, ctx.job.id, SAMPLE_REJECTIONS)));
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const result = {
+    read: progress.records,
+    loaded: progress.loaded,
+    rejected: progress.rejected,
+    sampleRejections: samples,
+    batches: progress.batches,
+    resumedFrom,
+    rowsPerSecond: Math.round((progress.records - resumedFrom) / Math.max(seconds, 0.001)),
+  };
+  ctx.log.info({ ...result, sampleRejections: undefined }, 'load finished');
+  return result;
+};

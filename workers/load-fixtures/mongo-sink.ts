@@ -1,0 +1,80 @@
+/**
+ * Loads batches into a tenant collection with unordered bulk writes. MongoDB (and FerretDB) give us no
+ * multi-document transactions to bind a batch to its checkpoint, so writes are made idempotent instead:
+ * every document gets a deterministic _id (its own, or one derived from the load and record number),
+ * and the one batch that may have been half-written before a crash tolerates duplicate keys.
+ */
+import { createHash } from 'node:crypto';
+import { MongoBulkWriteError, ObjectId, type AnyBulkWriteOperation, type Db, type Document } from 'mongodb';
+import { PermanentError } from '../../src/errors.ts';
+import type { Checkpoint } from '../../src/runtime/checkpoint.ts';
+import type { Progress, Rejection, Row, Sink } from './sink.ts';
+
+const DUPLICATE_KEY = 11000;
+
+export interface MongoSinkOptions {
+  db: Db;
+  collection: string;
+  mode: 'insert' | 'upsert' | 'replace';
+  key?: readonly string[] | undefined;
+  loadKey: string;
+  checkpoint: Checkpoint;
+}
+
+export function derivedId(loadKey: string, line: number): ObjectId {
+  return new ObjectId(createHash('sha256').update(`${loadKey}:${line}`).digest().subarray(0, 12));
+}
+
+export function mongoSink(o: MongoSinkOptions): Sink {
+  const collection = o.db.collection(o.collection);
+  /** True for the first batch after a resume: it may already be partly in the collection. */
+  let resumed = false;
+
+  const insert = async (rows: Row[]): Promise<Rejection[]> => {
+    const docs = rows.map((r) => ({ _id: derivedId(o.loadKey, r.line), ...r.value }) as Document);
+    try {
+      await collection.insertMany(docs, { ordered: false });
+      return [];
+    } catch (err) {
+      if (!(err instanceof MongoBulkWriteError)) throw err;
+      const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
+      const other = errors.find((e) => e.code !== DUPLICATE_KEY);
+      if (other) throw err;
+      // After a resume, duplicates are this load's own earlier writes; otherwise they are bad rows.
+      if (resumed) return [];
+      return errors.map((e) => ({ line: rows[e.index]!.line, reason: 'duplicate key (_id or a unique index)' }));
+    }
+  };
+
+  const upsert = async (rows: Row[]): Promise<Rejection[]> => {
+    const key = o.key!;
+    const ops: AnyBulkWriteOperation[] = rows.map((r) => ({
+      replaceOne: { filter: Object.fromEntries(key.map((k) => [k, r.value[k]])), replacement: r.value, upsert: true },
+    }));
+    await collection.bulkWrite(ops, { ordered: false });
+    return [];
+  };
+
+  return {
+    async prepare() {
+      const exists = await o.db.listCollections({ name: o.collection }, { nameOnly: true }).hasNext();
+      if (!exists) throw new PermanentError('undefined_collection', `target collection ${o.db.databaseName}.${o.collection} does not exist`);
+      const saved = await o.checkpoint.get<Progress>();
+      resumed = saved !== undefined;
+      return saved;
+    },
+
+    async write(rows, next) {
+      // replace: a fresh start (no checkpoint yet) empties the collection; a resumed one must not.
+      if (o.mode === 'replace' && next.batches === 1 && !resumed) await collection.deleteMany({});
+      const refused = rows.length === 0 ? [] : o.mode === 'upsert' ? await upsert(rows) : await insert(rows);
+      resumed = false;
+      await o.checkpoint.set({ ...next, loaded: next.loaded - refused.length, rejected: next.rejected + refused.length });
+      return refused;
+    },
+
+    async finish(progress) {
+      await o.checkpoint.set({ ...progress, done: true });
+    },
+  };
+}

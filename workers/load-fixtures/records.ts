@@ -1,0 +1,73 @@
+/**
+ * Turns a byte stream into numbered records, one at a time, so memory stays flat at any file size.
+ * A record that cannot even be parsed is yielded as an error with its number, never dropped.
+ */
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { parse as parseCsv } from 'csv-parse';
+import { streamArray } from 'stream-json/streamers/stream-array.js';
+
+export type Format = 'ndjson' | 'json' | 'csv';
+
+export type SourceRecord = { line: number; value: unknown } | { line: number; error: string };
+
+export async function* ndjsonRecords(input: Readable): AsyncGenerator<SourceRecord> {
+  let line = 0;
+  for await (const text of createInterface({ input, crlfDelay: Infinity })) {
+    line++;
+    if (text.trim() === '') continue;
+    try {
+      yield { line, value: JSON.parse(text) };
+    } catch (err) {
+      yield { line, error: `not valid JSON (${(err as Error).message})` };
+    }
+  }
+}
+
+/** A top-level JSON array; records are numbered by element (1-based). */
+export async function* jsonArrayRecords(input: Readable): AsyncGenerator<SourceRecord> {
+  const elements = streamArray.withParserAsStream();
+  input.on('error', (err) => elements.destroy(err));
+  for await (const { key, value } of input.pipe(elements) as AsyncIterable<{ key: number; value: unknown }>) {
+    yield { line: key + 1, value };
+  }
+}
+
+/** CSV with a header row; values stay strings (the fixture schema coerces them). Numbered by line. */
+export async function* csvRecords(input: Readable): AsyncGenerator<SourceRecord> {
+  const skipped: SourceRecord[] = [];
+  const parser = parseCsv({
+    columns: true,
+    skip_empty_lines: true,
+    skip_records_with_error: true,
+    info: true,
+    bom: true,
+  });
+  parser.on('skip', (err: Error & { lines?: number }) =>
+    skipped.push({ line: err.lines ?? 0, error: `malformed CSV (${err.message})` }),
+  );
+  input.on('error', (err) => parser.destroy(err));
+  for await (const { record, info } of input.pipe(parser) as AsyncIterable<{ record: unknown; info: { lines: number } }>) {
+    while (skipped.length) yield skipped.shift()!;
+    yield { line: info.lines, value: record };
+  }
+  while (skipped.length) yield skipped.shift()!;
+}
+
+export function recordsOf(format: Format, input: Readable): AsyncGenerator<SourceRecord> {
+  switch (format) {
+    case 'ndjson':
+      return ndjsonRecords(input);
+    case 'json':
+      return jsonArrayRecords(input);
+    case 'csv':
+      return csvRecords(input);
+  }
+}
+
+export function formatFromName(name: string): Format | undefined {
+  if (/\.(ndjson|jsonl)(\.gz)?$/i.test(name)) return 'ndjson';
+  if (/\.json(\.gz)?$/i.test(name)) return 'json';
+  if (/\.csv(\.gz)?$/i.test(name)) return 'csv';
+  return undefined;
+}

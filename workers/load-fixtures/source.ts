@@ -1,0 +1,58 @@
+/** Opens a load-fixtures source (a file under an allowed root, an s3:// URL, or inline rows). */
+import { createReadStream } from 'node:fs';
+import { realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { Payload } from '../../queues/index.ts';
+import { PermanentError } from '../../src/errors.ts';
+import { parseS3Url } from '../../src/storage/object-store.ts';
+import { formatFromName, recordsOf, type SourceRecord } from './records.ts';
+
+type Source = Payload<'load-fixtures'>['source'];
+
+/** Refuses paths outside the allowed roots, after resolving symlinks (a link cannot escape either). */
+export async function resolveAllowedPath(file: string, roots: readonly string[]): Promise<string> {
+  let real: string;
+  try {
+    real = await realpath(path.resolve(file));
+  } catch {
+    throw new PermanentError('source_not_found', `source file ${file} does not exist`);
+  }
+  for (const root of roots) {
+    const realRoot = await realpath(path.resolve(root)).catch(() => undefined);
+    if (realRoot && (real === realRoot || real.startsWith(realRoot + path.sep))) return real;
+  }
+  throw new PermanentError('source_not_allowed', `source file ${file} is outside the allowed roots (DBFLEET_FILE_ROOTS)`);
+}
+
+export async function openRecords(
+  source: Source,
+  format: Payload<'load-fixtures'>['format'],
+  deps: { s3: S3Client; fileRoots: readonly string[] },
+): Promise<AsyncGenerator<SourceRecord>> {
+  if (source.type === 'inline') {
+    return (async function* () {
+      for (const [i, value] of source.rows.entries()) yield { line: i + 1, value };
+    })();
+  }
+  const name = source.type === 'file' ? source.path : source.url;
+  const fmt = format ?? formatFromName(name);
+  if (!fmt) throw new PermanentError('unknown_format', `cannot tell the format of ${name}: set format to ndjson, json or csv`);
+  let stream: Readable;
+  if (source.type === 'file') {
+    stream = createReadStream(await resolveAllowedPath(source.path, deps.fileRoots), { highWaterMark: 1 << 20 });
+  } else {
+    const { bucket, key } = parseS3Url(source.url);
+    const out = await deps.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    if (!(out.Body instanceof Readable)) throw new Error(`unexpected S3 body for ${source.url}`);
+    stream = out.Body;
+  }
+  if (name.endsWith('.gz')) {
+    const gunzip = createGunzip();
+    stream.on('error', (err) => gunzip.destroy(err));
+    stream = stream.pipe(gunzip);
+  }
+  return recordsOf(fmt, stream);
+}
