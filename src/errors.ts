@@ -92,7 +92,13 @@ const NODE_TRANSIENT_CODES = new Set([
   'ECONNABORTED',
 ]);
 
-const S3_TRANSIENT = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'InternalError']);
+const S3_TRANSIENT = new Set([
+  'SlowDown',
+  'Throttling',
+  'ThrottlingException',
+  'RequestTimeout',
+  'InternalError',
+]);
 const S3_PERMANENT = new Set(['NoSuchKey', 'NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'NotFound']);
 
 interface DriverErrorShape {
@@ -144,7 +150,9 @@ export function classifyError(error: unknown): Classified {
     return { kind: 'permanent', code: 's3_' + (name || String(status)).toLowerCase(), message };
   }
 
-  if (/Connection terminated|timeout|socket hang up|Client has encountered a connection error/i.test(message)) {
+  if (
+    /Connection terminated|timeout|socket hang up|Client has encountered a connection error/i.test(message)
+  ) {
     return { kind: 'transient', code: 'connection', message };
   }
   return { kind: 'transient', code: 'unknown', message };

@@ -43,7 +43,11 @@ export function createLogger(level: string, destination?: pino.DestinationStream
         },
       },
       serializers: {
-        err: (err: Error) => ({ type: err.name, message: redactUrl(err.message), code: (err as { code?: unknown }).code }),
+        err: (err: Error) => ({
+          type: err.name,
+          message: redactUrl(err.message),
+          code: (err as { code?: unknown }).code,
+        }),
       },
     },
     destination,

@@ -35,14 +35,20 @@ export class TenantDirectory {
     const fromVar = (name: string | undefined) => {
       if (!name) return undefined;
       const value = this.#vars[name];
-      if (!value) throw new PermanentError('tenant_config', `tenant ${tenant}: environment variable ${name} is not set`);
+      if (!value)
+        throw new PermanentError(
+          'tenant_config',
+          `tenant ${tenant}: environment variable ${name} is not set`,
+        );
       return value;
     };
     return {
       tenant,
       namespace: tenantNamespace(tenant),
       postgresUrl:
-        fromVar(override?.postgresUrlEnv) ?? this.#env.DBFLEET_TENANT_POSTGRES_URL ?? this.#env.DBFLEET_CONTROL_DATABASE_URL,
+        fromVar(override?.postgresUrlEnv) ??
+        this.#env.DBFLEET_TENANT_POSTGRES_URL ??
+        this.#env.DBFLEET_CONTROL_DATABASE_URL,
       mongoUrl: fromVar(override?.mongoUrlEnv) ?? this.#env.DBFLEET_TENANT_MONGO_URL,
     };
   }
@@ -51,7 +57,10 @@ export class TenantDirectory {
   async assertKnown(tenant: string): Promise<void> {
     if (this.#known.has(tenant)) return;
     if (!(await this.#control.tenantExists(tenant))) {
-      throw new PermanentError('unknown_tenant', `tenant ${tenant} does not exist (add it with: dbfleet tenants add ${tenant})`);
+      throw new PermanentError(
+        'unknown_tenant',
+        `tenant ${tenant} does not exist (add it with: dbfleet tenants add ${tenant})`,
+      );
     }
     this.#known.add(tenant);
   }

@@ -18,7 +18,8 @@ const SAMPLE_REJECTIONS = 20;
 function fixtureSchema(ctx: JobContext, name: string | undefined): z.ZodObject | undefined {
   if (!name) return undefined;
   const schema = ctx.config.fixtures?.[name];
-  if (!schema) throw new PermanentError('unknown_schema', `fixture schema ${name} is not defined in the config module`);
+  if (!schema)
+    throw new PermanentError('unknown_schema', `fixture schema ${name} is not defined in the config module`);
   return schema;
 }
 
@@ -27,10 +28,28 @@ function sinkFor(p: Payload<'load-fixtures'>, ctx: JobContext, schema: z.ZodObje
   if (p.target.store === 'postgres') {
     const columns = Object.keys(schema!.shape);
     const missingKey = p.key?.find((k) => !columns.includes(k));
-    if (missingKey) throw new PermanentError('invalid_payload', `key ${missingKey} is not a column of fixture schema ${p.schema}`);
-    return postgresSink({ pg: ctx.postgres, table: p.target.name, columns, mode: p.mode, key: p.key, loadKey });
+    if (missingKey)
+      throw new PermanentError(
+        'invalid_payload',
+        `key ${missingKey} is not a column of fixture schema ${p.schema}`,
+      );
+    return postgresSink({
+      pg: ctx.postgres,
+      table: p.target.name,
+      columns,
+      mode: p.mode,
+      key: p.key,
+      loadKey,
+    });
   }
-  return mongoSink({ db: ctx.mongo, collection: p.target.name, mode: p.mode, key: p.key, loadKey, checkpoint: ctx.checkpoint });
+  return mongoSink({
+    db: ctx.mongo,
+    collection: p.target.name,
+    mode: p.mode,
+    key: p.key,
+    loadKey,
+    checkpoint: ctx.checkpoint,
+  });
 }
 
 export const loadFixtures: Handler<'load-fixtures'> = async (p, ctx) => {
@@ -67,8 +86,16 @@ export const loadFixtures: Handler<'load-fixtures'> = async (p, ctx) => {
         await ctx.control.recordRejections(ctx.job.prefix, ctx.job.id, refused);
         keep(rejected);
         keep(refused);
-        progress = { ...next, loaded: next.loaded - refused.length, rejected: next.rejected + refused.length };
-        await ctx.progress({ records: progress.records, loaded: progress.loaded, rejected: progress.rejected });
+        progress = {
+          ...next,
+          loaded: next.loaded - refused.length,
+          rejected: next.rejected + refused.length,
+        };
+        await ctx.progress({
+          records: progress.records,
+          loaded: progress.loaded,
+          rejected: progress.rejected,
+        });
       })();
       inFlight.catch(() => undefined); // awaited below; avoid an unhandled rejection in between
     };
@@ -76,7 +103,10 @@ export const loadFixtures: Handler<'load-fixtures'> = async (p, ctx) => {
     let rows: Row[] = [];
     let rejected: Rejection[] = [];
     let lastRecord = progress.records;
-    for await (const record of await openRecords(p.source, p.format, { s3: ctx.s3, fileRoots: ctx.fileRoots })) {
+    for await (const record of await openRecords(p.source, p.format, {
+      s3: ctx.s3,
+      fileRoots: ctx.fileRoots,
+    })) {
       if (record.line <= resumedFrom) continue; // committed by an earlier attempt
       lastRecord = record.line;
       if ('error' in record) {
@@ -103,7 +133,11 @@ export const loadFixtures: Handler<'load-fixtures'> = async (p, ctx) => {
   }
 
   if (samples.length < SAMPLE_REJECTIONS && progress.rejected > samples.length) {
-    samples.splice(0, samples.length, ...(await ctx.control.rejections(ctx.job.prefix, ctx.job.id, SAMPLE_REJECTIONS)));
+    samples.splice(
+      0,
+      samples.length,
+      ...(await ctx.control.rejections(ctx.job.prefix, ctx.job.id, SAMPLE_REJECTIONS)),
+    );
   }
   const seconds = (performance.now() - started) / 1000;
   const result = {

@@ -11,6 +11,7 @@
 import { Queue, QueueEvents, type Job, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { catalog, type JobName, type PayloadInput, type Result } from '../../queues/index.ts';
+import { sameServer } from '../redis.ts';
 import { jobIdForKey, parsePayload, tenantOf, type JobEnvelope } from '../jobs/envelope.ts';
 
 export interface EnqueueOptions {
@@ -39,7 +40,11 @@ export interface EnqueuedJob<N extends JobName> {
 }
 
 export interface FleetClient {
-  enqueue<N extends JobName>(type: N, payload: PayloadInput<N>, options?: EnqueueOptions): Promise<EnqueuedJob<N>>;
+  enqueue<N extends JobName>(
+    type: N,
+    payload: PayloadInput<N>,
+    options?: EnqueueOptions,
+  ): Promise<EnqueuedJob<N>>;
   enqueueBulk<N extends JobName>(
     type: N,
     jobs: { payload: PayloadInput<N>; options?: EnqueueOptions }[],
@@ -65,7 +70,10 @@ export function createClient(options: ClientOptions): FleetClient {
   const prefix = options.prefix ?? 'dbfleet';
   const ownsConnection = typeof options.redis === 'string';
   // BullMQ needs maxRetriesPerRequest: null so that blocking calls survive reconnects.
-  const connection = typeof options.redis === 'string' ? new Redis(options.redis, { maxRetriesPerRequest: null }) : options.redis;
+  const connection =
+    typeof options.redis === 'string'
+      ? new Redis(options.redis, { maxRetriesPerRequest: null })
+      : options.redis;
   const queues = new Map<JobName, Queue>();
   const events = new Map<JobName, Promise<QueueEvents>>();
 
@@ -81,8 +89,9 @@ export function createClient(options: ClientOptions): FleetClient {
   const queueEvents = (type: JobName) => {
     let e = events.get(type);
     if (!e) {
-      // QueueEvents holds a blocking connection of its own.
-      const qe = new QueueEvents(type, { connection: connection.duplicate(), prefix });
+      // QueueEvents blocks on a connection of its own; given options (not an instance), BullMQ owns
+      // that connection and closes it with the QueueEvents.
+      const qe = new QueueEvents(type, { connection: sameServer(connection), prefix });
       e = qe.waitUntilReady().then(() => qe);
       events.set(type, e);
     }
@@ -105,7 +114,11 @@ export function createClient(options: ClientOptions): FleetClient {
     },
   });
 
-  const envelope = <N extends JobName>(type: N, payload: PayloadInput<N>, opts?: EnqueueOptions): JobEnvelope => ({
+  const envelope = <N extends JobName>(
+    type: N,
+    payload: PayloadInput<N>,
+    opts?: EnqueueOptions,
+  ): JobEnvelope => ({
     v: 1,
     payload: parsePayload(type, payload),
     ...(opts?.requestedBy ? { requestedBy: opts.requestedBy } : {}),

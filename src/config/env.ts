@@ -5,16 +5,17 @@
 import { z } from 'zod';
 
 const url = (protocols: string[]) =>
-  z
-    .string()
-    .refine((v) => URL.canParse(v) && protocols.includes(new URL(v).protocol), {
-      message: `must be a ${protocols.join(' or ')} URL`,
-    });
+  z.string().refine((v) => URL.canParse(v) && protocols.includes(new URL(v).protocol), {
+    message: `must be a ${protocols.join(' or ')} URL`,
+  });
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-const list = z
-  .string()
-  .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
+const list = z.string().transform((v) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
 
 const schema = z.object({
   DBFLEET_REDIS_URL: url(['redis:', 'rediss:']),
@@ -28,7 +29,10 @@ const schema = z.object({
   DBFLEET_LOCAL_STORAGE_DIR: z.string().default('.dbfleet/storage'),
   /** Folders a load-fixtures file source may read from (comma-separated). */
   DBFLEET_FILE_ROOTS: list.optional(),
-  DBFLEET_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be [A-Za-z0-9_-], 1-64 characters').default('dbfleet'),
+  DBFLEET_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be [A-Za-z0-9_-], 1-64 characters')
+    .default('dbfleet'),
   DBFLEET_CONFIG: z.string().optional(),
   DBFLEET_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DBFLEET_SHUTDOWN_GRACE_MS: int(100, 600_000).default(25_000),

@@ -59,14 +59,19 @@ export class ControlDb {
         await client.query('CREATE SCHEMA IF NOT EXISTS dbfleet');
         await client.query(`CREATE TABLE IF NOT EXISTS dbfleet.schema_history (
           version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
-        const { rows } = await client.query<{ version: number }>('SELECT version FROM dbfleet.schema_history');
+        const { rows } = await client.query<{ version: number }>(
+          'SELECT version FROM dbfleet.schema_history',
+        );
         const applied = new Set(rows.map((r) => r.version));
         const done: number[] = [];
         for (const m of controlMigrations) {
           if (applied.has(m.version)) continue;
           await inTransaction(client, async () => {
             await client.query(m.sql);
-            await client.query('INSERT INTO dbfleet.schema_history (version, name) VALUES ($1, $2)', [m.version, m.name]);
+            await client.query('INSERT INTO dbfleet.schema_history (version, name) VALUES ($1, $2)', [
+              m.version,
+              m.name,
+            ]);
           });
           done.push(m.version);
         }
@@ -78,7 +83,10 @@ export class ControlDb {
   }
 
   async addTenant(id: string): Promise<boolean> {
-    const { rowCount } = await this.pool.query('INSERT INTO dbfleet.tenants (id) VALUES ($1) ON CONFLICT DO NOTHING', [id]);
+    const { rowCount } = await this.pool.query(
+      'INSERT INTO dbfleet.tenants (id) VALUES ($1) ON CONFLICT DO NOTHING',
+      [id],
+    );
     return rowCount === 1;
   }
 
@@ -130,7 +138,11 @@ export class ControlDb {
   }
 
   /** Idempotent: a retried batch records the same (job, line) pairs again without duplicates. */
-  async recordRejections(prefix: string, jobId: string, rejections: { line: number; reason: string }[]): Promise<void> {
+  async recordRejections(
+    prefix: string,
+    jobId: string,
+    rejections: { line: number; reason: string }[],
+  ): Promise<void> {
     if (rejections.length === 0) return;
     await this.pool.query(
       `INSERT INTO dbfleet.load_rejections (prefix, job_id, line, reason)

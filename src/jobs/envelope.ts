@@ -54,7 +54,8 @@ export function redactPaths<T>(value: T, paths: readonly string[]): T {
       node = node && typeof node === 'object' ? (node as Record<string, unknown>)[part] : undefined;
     }
     const last = parts.at(-1)!;
-    if (node && typeof node === 'object' && last in node) (node as Record<string, unknown>)[last] = '[redacted]';
+    if (node && typeof node === 'object' && last in node)
+      (node as Record<string, unknown>)[last] = '[redacted]';
   }
   return copy as T;
 }

@@ -37,7 +37,9 @@ export interface FleetDeps {
 
 export function createDeps(env: Env, config: DbfleetConfig, log: Logger): FleetDeps {
   const redis = new Redis(env.DBFLEET_REDIS_URL, { maxRetriesPerRequest: null, lazyConnect: false });
-  redis.on('error', (err) => log.warn({ err: { message: redactUrl(err.message) } }, 'redis connection error'));
+  redis.on('error', (err) =>
+    log.warn({ err: { message: redactUrl(err.message) } }, 'redis connection error'),
+  );
   const controlPool = new pg.Pool({ connectionString: env.DBFLEET_CONTROL_DATABASE_URL, max: 5 });
   controlPool.on('error', (err) => log.warn({ err }, 'idle control-database client failed'));
   const control = new ControlDb(controlPool);

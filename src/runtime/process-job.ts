@@ -37,7 +37,9 @@ export async function processJob(
   const audit = { prefix: deps.prefix, queue: type, jobId: job.id! };
   const finalAttempt = attempt >= (job.opts.attempts ?? 1);
   const redactData = () =>
-    contract.sensitive.length ? job.updateData({ ...job.data, payload: redactPaths(job.data.payload, contract.sensitive) }) : undefined;
+    contract.sensitive.length
+      ? job.updateData({ ...job.data, payload: redactPaths(job.data.payload, contract.sensitive) })
+      : undefined;
 
   const timeout = AbortSignal.timeout(contract.policy.timeoutMs);
   const signal = AbortSignal.any([opts.shutdown, timeout]);
@@ -75,7 +77,8 @@ export async function processJob(
         contract.policy.keepFailed.ageSeconds,
       ),
       throwIfInterrupted() {
-        if (signal.aborted) throw new InterruptedError(timeout.aborted ? 'timed out' : 'worker shutting down');
+        if (signal.aborted)
+          throw new InterruptedError(timeout.aborted ? 'timed out' : 'worker shutting down');
       },
     };
     log.info('job started');

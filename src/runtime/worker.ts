@@ -15,7 +15,7 @@ export type HandlerCatalog = Record<JobName, AnyHandler | null>;
 export interface WorkerOptions {
   handlers: HandlerCatalog;
   /** Queues to serve; every queue with a handler when absent. */
-  queues?: JobName[];
+  queues?: string[] | undefined;
   /** Jobs in flight per queue in this process. */
   concurrency?: number;
   fileRoots?: readonly string[];
@@ -75,7 +75,9 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
         shutdown.abort(new Error('worker shutting down'));
         const graceful = Promise.all(workers.map((w) => w.close()));
         let timer: NodeJS.Timeout | undefined;
-        const expired = new Promise<'expired'>((resolve) => (timer = setTimeout(() => resolve('expired'), graceMs)));
+        const expired = new Promise<'expired'>(
+          (resolve) => (timer = setTimeout(() => resolve('expired'), graceMs)),
+        );
         const outcome = await Promise.race([graceful.then(() => 'closed' as const), expired]);
         clearTimeout(timer);
         if (outcome === 'expired') {

@@ -27,7 +27,10 @@ export class LocalObjectStore implements ObjectStore {
     await mkdir(path.dirname(target), { recursive: true });
     const temp = `${target}.${randomUUID()}.partial`;
     try {
-      await pipeline(typeof body === 'string' || Buffer.isBuffer(body) ? Readable.from([body]) : body, createWriteStream(temp));
+      await pipeline(
+        typeof body === 'string' || Buffer.isBuffer(body) ? Readable.from([body]) : body,
+        createWriteStream(temp),
+      );
       await rename(temp, target);
     } catch (err) {
       await rm(temp, { force: true });

@@ -48,7 +48,8 @@ export class S3ObjectStore implements ObjectStore {
 
   async get(key: string): Promise<Readable> {
     const out = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }));
-    if (!(out.Body instanceof Readable)) throw new Error(`unexpected body type for s3://${this.#bucket}/${key}`);
+    if (!(out.Body instanceof Readable))
+      throw new Error(`unexpected body type for s3://${this.#bucket}/${key}`);
     return out.Body;
   }
 

@@ -6,7 +6,11 @@ import { IDENTIFIER, TENANT_ID } from '../../queues/fields.ts';
 import { PermanentError } from '../errors.ts';
 
 export function assertIdentifier(name: string, what = 'identifier'): string {
-  if (!IDENTIFIER.test(name)) throw new PermanentError('invalid_identifier', `${what} ${JSON.stringify(name)} is not a valid identifier`);
+  if (!IDENTIFIER.test(name))
+    throw new PermanentError(
+      'invalid_identifier',
+      `${what} ${JSON.stringify(name)} is not a valid identifier`,
+    );
   return name;
 }
 
@@ -16,7 +20,8 @@ export function quoteIdent(name: string): string {
 }
 
 export function assertTenantId(id: string): string {
-  if (!TENANT_ID.test(id)) throw new PermanentError('invalid_tenant', `tenant id ${JSON.stringify(id)} is not valid`);
+  if (!TENANT_ID.test(id))
+    throw new PermanentError('invalid_tenant', `tenant id ${JSON.stringify(id)} is not valid`);
   return id;
 }
 

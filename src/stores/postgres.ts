@@ -20,10 +20,17 @@ export class PostgresPools {
   pool(url: string): pg.Pool {
     let pool = this.#pools.get(url);
     if (!pool) {
-      pool = new pg.Pool({ connectionString: url, max: this.#max, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000 });
+      pool = new pg.Pool({
+        connectionString: url,
+        max: this.#max,
+        idleTimeoutMillis: 30_000,
+        connectionTimeoutMillis: 10_000,
+      });
       // An idle client's connection dropping (server restart) must not crash the process; the pool
       // discards it and the next borrow reconnects.
-      pool.on('error', (err) => this.#log.warn({ err, server: redactUrl(url) }, 'idle PostgreSQL client failed'));
+      pool.on('error', (err) =>
+        this.#log.warn({ err, server: redactUrl(url) }, 'idle PostgreSQL client failed'),
+      );
       this.#pools.set(url, pool);
     }
     return pool;
@@ -37,7 +44,10 @@ export class PostgresPools {
 }
 
 /** Borrow a client, run `fn`, always release it; a client that failed mid-use is destroyed, not reused. */
-export async function withPoolClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function withPoolClient<T>(
+  pool: pg.Pool,
+  fn: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;
   try {

@@ -42,14 +42,21 @@ export function mongoSink(o: MongoSinkOptions): Sink {
       if (other) throw err;
       // After a resume, duplicates are this load's own earlier writes; otherwise they are bad rows.
       if (resumed) return [];
-      return errors.map((e) => ({ line: rows[e.index]!.line, reason: 'duplicate key (_id or a unique index)' }));
+      return errors.map((e) => ({
+        line: rows[e.index]!.line,
+        reason: 'duplicate key (_id or a unique index)',
+      }));
     }
   };
 
   const upsert = async (rows: Row[]): Promise<Rejection[]> => {
     const key = o.key!;
     const ops: AnyBulkWriteOperation[] = rows.map((r) => ({
-      replaceOne: { filter: Object.fromEntries(key.map((k) => [k, r.value[k]])), replacement: r.value, upsert: true },
+      replaceOne: {
+        filter: Object.fromEntries(key.map((k) => [k, r.value[k]])),
+        replacement: r.value,
+        upsert: true,
+      },
     }));
     await collection.bulkWrite(ops, { ordered: false });
     return [];
@@ -58,7 +65,11 @@ export function mongoSink(o: MongoSinkOptions): Sink {
   return {
     async prepare() {
       const exists = await o.db.listCollections({ name: o.collection }, { nameOnly: true }).hasNext();
-      if (!exists) throw new PermanentError('undefined_collection', `target collection ${o.db.databaseName}.${o.collection} does not exist`);
+      if (!exists)
+        throw new PermanentError(
+          'undefined_collection',
+          `target collection ${o.db.databaseName}.${o.collection} does not exist`,
+        );
       const saved = await o.checkpoint.get<Progress>();
       resumed = saved !== undefined;
       return saved;
@@ -69,7 +80,11 @@ export function mongoSink(o: MongoSinkOptions): Sink {
       if (o.mode === 'replace' && next.batches === 1 && !resumed) await collection.deleteMany({});
       const refused = rows.length === 0 ? [] : o.mode === 'upsert' ? await upsert(rows) : await insert(rows);
       resumed = false;
-      await o.checkpoint.set({ ...next, loaded: next.loaded - refused.length, rejected: next.rejected + refused.length });
+      await o.checkpoint.set({
+        ...next,
+        loaded: next.loaded - refused.length,
+        rejected: next.rejected + refused.length,
+      });
       return refused;
     },
 

@@ -25,7 +25,12 @@ export interface PostgresSinkOptions {
   loadKey: string;
 }
 
-async function copyInto(client: pg.PoolClient, target: string, columns: readonly string[], rows: Row[]): Promise<void> {
+async function copyInto(
+  client: pg.PoolClient,
+  target: string,
+  columns: readonly string[],
+  rows: Row[],
+): Promise<void> {
   const cols = columns.map(quoteIdent).join(', ');
   const text = copyLines(
     rows.map((r) => r.value),
@@ -56,7 +61,11 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
     async prepare() {
       return o.pg.withClient(async (client) => {
         const { rows } = await client.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [target]);
-        if (!rows[0]?.t) throw new PermanentError('undefined_table', `target table ${o.pg.schema}.${o.table} does not exist`);
+        if (!rows[0]?.t)
+          throw new PermanentError(
+            'undefined_table',
+            `target table ${o.pg.schema}.${o.table} does not exist`,
+          );
         // Two loads may create the table at once; the loser's unique violation is harmless.
         await client
           .query(
@@ -66,9 +75,10 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
           .catch((err: { code?: string }) => {
             if (err.code !== '23505' && err.code !== '42P07') throw err;
           });
-        const saved = await client.query<{ progress: Progress }>(`SELECT progress FROM ${checkpoints} WHERE load_key = $1`, [
-          o.loadKey,
-        ]);
+        const saved = await client.query<{ progress: Progress }>(
+          `SELECT progress FROM ${checkpoints} WHERE load_key = $1`,
+          [o.loadKey],
+        );
         return saved.rows[0]?.progress;
       });
     },
@@ -79,10 +89,14 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
         if (o.mode === 'replace' && next.batches === 1) await client.query(`TRUNCATE ${target}`);
         if (rows.length > 0 && o.mode === 'upsert') {
           const key = o.key!;
-          await client.query(`CREATE TEMP TABLE _dbfleet_batch (LIKE ${target} INCLUDING DEFAULTS) ON COMMIT DROP`);
+          await client.query(
+            `CREATE TEMP TABLE _dbfleet_batch (LIKE ${target} INCLUDING DEFAULTS) ON COMMIT DROP`,
+          );
           await copyInto(client, '_dbfleet_batch', o.columns, lastByKey(rows, key));
           const cols = o.columns.map(quoteIdent).join(', ');
-          const updates = o.columns.filter((c) => !key.includes(c)).map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
+          const updates = o.columns
+            .filter((c) => !key.includes(c))
+            .map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
           await client.query(
             `INSERT INTO ${target} (${cols}) SELECT ${cols} FROM _dbfleet_batch
              ON CONFLICT (${key.map(quoteIdent).join(', ')}) DO ${updates.length ? `UPDATE SET ${updates.join(', ')}` : 'NOTHING'}`,

@@ -47,7 +47,10 @@ export async function* csvRecords(input: Readable): AsyncGenerator<SourceRecord>
     skipped.push({ line: err.lines ?? 0, error: `malformed CSV (${err.message})` }),
   );
   input.on('error', (err) => parser.destroy(err));
-  for await (const { record, info } of input.pipe(parser) as AsyncIterable<{ record: unknown; info: { lines: number } }>) {
+  for await (const { record, info } of input.pipe(parser) as AsyncIterable<{
+    record: unknown;
+    info: { lines: number };
+  }>) {
     while (skipped.length) yield skipped.shift()!;
     yield { line: info.lines, value: record };
   }

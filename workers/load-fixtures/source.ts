@@ -24,7 +24,10 @@ export async function resolveAllowedPath(file: string, roots: readonly string[])
     const realRoot = await realpath(path.resolve(root)).catch(() => undefined);
     if (realRoot && (real === realRoot || real.startsWith(realRoot + path.sep))) return real;
   }
-  throw new PermanentError('source_not_allowed', `source file ${file} is outside the allowed roots (DBFLEET_FILE_ROOTS)`);
+  throw new PermanentError(
+    'source_not_allowed',
+    `source file ${file} is outside the allowed roots (DBFLEET_FILE_ROOTS)`,
+  );
 }
 
 export async function openRecords(
@@ -39,10 +42,16 @@ export async function openRecords(
   }
   const name = source.type === 'file' ? source.path : source.url;
   const fmt = format ?? formatFromName(name);
-  if (!fmt) throw new PermanentError('unknown_format', `cannot tell the format of ${name}: set format to ndjson, json or csv`);
+  if (!fmt)
+    throw new PermanentError(
+      'unknown_format',
+      `cannot tell the format of ${name}: set format to ndjson, json or csv`,
+    );
   let stream: Readable;
   if (source.type === 'file') {
-    stream = createReadStream(await resolveAllowedPath(source.path, deps.fileRoots), { highWaterMark: 1 << 20 });
+    stream = createReadStream(await resolveAllowedPath(source.path, deps.fileRoots), {
+      highWaterMark: 1 << 20,
+    });
   } else {
     const { bucket, key } = parseS3Url(source.url);
     const out = await deps.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));

@@ -1,0 +1,41 @@
+/**
+ * The demo deployment's config module. A real deployment writes its own, with the same shape.
+ * Secrets never go here: a tenant on its own cluster names the environment variable with its URL.
+ */
+import { defineConfig } from './src/config/define.ts';
+import { fixtures } from './demo/fixtures.ts';
+
+export default defineConfig({
+  fixtures,
+  tenants: {
+    // big_label: { postgresUrlEnv: 'BIG_LABEL_POSTGRES_URL', mongoUrlEnv: 'BIG_LABEL_MONGO_URL' },
+  },
+  personalData: [
+    { store: 'postgres', name: 'users', subjectField: 'id', action: 'delete' },
+    { store: 'mongo', name: 'sessions', subjectField: 'userId', action: 'delete' },
+    {
+      store: 'mongo',
+      name: 'listening_events',
+      subjectField: 'userId',
+      action: 'anonymise',
+      fields: ['userId'],
+    },
+  ],
+  retention: [
+    {
+      name: 'expired_sessions',
+      store: 'mongo',
+      target: 'sessions',
+      timeField: 'expiresAt',
+      olderThanDays: 0,
+      schedule: '0 3 * * *',
+    },
+    {
+      name: 'old_events',
+      store: 'mongo',
+      target: 'listening_events',
+      timeField: 'playedAt',
+      olderThanDays: 365,
+    },
+  ],
+});

@@ -1,0 +1,60 @@
+/**
+ * Row schemas for the demo app, used by load-fixtures to validate each record. For PostgreSQL targets
+ * the object's keys are the columns COPY writes, in this order.
+ */
+import { z } from 'zod';
+
+const id = z.coerce.number().int().positive();
+const when = z.coerce.date();
+
+export const fixtures = {
+  users: z.object({
+    id,
+    email: z.email(),
+    display_name: z.string().min(1).max(100),
+    country: z.string().length(2).nullable().default(null),
+    birth_year: z.coerce.number().int().min(1900).max(2026).nullable().default(null),
+    created_at: when,
+  }),
+  playlists: z.object({
+    id,
+    user_id: id,
+    name: z.string().min(1).max(200),
+    is_public: z.coerce.boolean(),
+    created_at: when,
+  }),
+  playlist_tracks: z.object({
+    playlist_id: id,
+    position: z.coerce.number().int().min(0),
+    track_id: z.string().min(1),
+    added_at: when,
+  }),
+  consent: z.object({
+    user_id: id,
+    purpose: z.enum(['marketing', 'analytics', 'personalisation']),
+    granted: z.coerce.boolean(),
+    updated_at: when,
+  }),
+  sessions: z.object({
+    _id: z.string().min(1),
+    userId: id,
+    device: z.string(),
+    createdAt: when,
+    expiresAt: when,
+  }),
+  listening_events: z.object({
+    _id: z.string().min(1),
+    userId: id,
+    trackId: z.string().min(1),
+    playedAt: when,
+    msPlayed: z.number().int().min(0),
+    device: z.string(),
+  }),
+  audit_log: z.object({
+    _id: z.string().min(1),
+    userId: id,
+    action: z.string(),
+    at: when,
+    ip: z.string(),
+  }),
+};

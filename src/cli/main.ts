@@ -1,0 +1,263 @@
+#!/usr/bin/env node
+/** `dbfleet`: the operator's and developer's command line. Every command is built on the client or deps. */
+import { readFile } from 'node:fs/promises';
+import { Command, InvalidArgumentError } from 'commander';
+import { createServer } from 'node:http';
+import { handlers } from '../../workers/index.ts';
+import { isJobName, jobNames, type JobName } from '../../queues/index.ts';
+import { createClient } from '../client/client.ts';
+import { addTenant } from '../control/provision.ts';
+import { startBoard } from '../board/server.ts';
+import { closeDeps } from '../runtime/deps.ts';
+import { startWorker } from '../runtime/worker.ts';
+import { createDemoSchema } from '../../demo/schema.ts';
+import { generateFile, type Dataset } from '../../demo/generate.ts';
+import { tenantPostgres } from '../stores/postgres.ts';
+import { bootstrap, onShutdownSignal, withDeps } from './bootstrap.ts';
+
+const int = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number');
+  return n;
+};
+const jobType = (v: string): JobName => {
+  if (!isJobName(v)) throw new InvalidArgumentError(`must be one of ${jobNames.join(', ')}`);
+  return v;
+};
+const print = (value: unknown) =>
+  console.log(typeof value === 'string' ? value : JSON.stringify(value, null, 2));
+
+const program = new Command('dbfleet').description(
+  'Job-queue worker fleet for multi-tenant database operations',
+);
+
+program
+  .command('worker')
+  .description('run jobs from the queues (all queues with a handler by default)')
+  .option('--queues <names>', 'comma-separated queues to serve', (v) => v.split(','))
+  .option('--concurrency <n>', 'jobs in flight per queue', int, 2)
+  .option('--metrics-port <port>', "serve this worker's Prometheus metrics on 127.0.0.1:<port>", int)
+  .action(async (o: { queues?: string[]; concurrency: number; metricsPort?: number }) => {
+    const deps = await bootstrap();
+    const worker = startWorker(deps, { handlers, queues: o.queues, concurrency: o.concurrency });
+    const metricsServer =
+      o.metricsPort === undefined
+        ? undefined
+        : createServer(async (_req, res) => {
+            res.setHeader('content-type', worker.metrics.registry.contentType);
+            res.end(await worker.metrics.registry.metrics());
+          }).listen(o.metricsPort, '127.0.0.1');
+    onShutdownSignal(async () => {
+      metricsServer?.close();
+      await worker.close();
+      await closeDeps(deps);
+    });
+  });
+
+program
+  .command('board')
+  .description('serve Bull Board, /healthz, /readyz and /metrics')
+  .option('--host <host>', 'address to listen on (DBFLEET_BOARD_HOST)')
+  .option('--port <port>', 'port (DBFLEET_BOARD_PORT)', int)
+  .action(async (o: { host?: string; port?: number }) => {
+    const deps = await bootstrap();
+    const running = await startBoard(
+      deps,
+      o.host ?? deps.env.DBFLEET_BOARD_HOST,
+      o.port ?? deps.env.DBFLEET_BOARD_PORT,
+    ).catch(async (err: unknown) => {
+      await closeDeps(deps);
+      throw err;
+    });
+    deps.log.info({ url: running.url }, `board at ${running.url}/board`);
+    onShutdownSignal(async () => {
+      await running.close();
+      await closeDeps(deps);
+    });
+  });
+
+program
+  .command('enqueue')
+  .description('enqueue a job: payload as JSON, or @file.json')
+  .argument('<type>', 'job type', jobType)
+  .argument('<payload>', 'JSON payload or @path')
+  .option('--key <idempotencyKey>', 'idempotency key: the same key gives the same job')
+  .option('--requested-by <who>', 'recorded in the audit log')
+  .option('--priority <n>', 'BullMQ priority (1 is highest)', int)
+  .option('--wait', 'wait for the result and print it')
+  .option('--timeout <ms>', 'with --wait: give up after this long', int, 600_000)
+  .action(
+    async (
+      type: JobName,
+      raw: string,
+      o: { key?: string; requestedBy?: string; priority?: number; wait?: boolean; timeout: number },
+    ) => {
+      const text = raw.startsWith('@') ? await readFile(raw.slice(1), 'utf8') : raw;
+      await withDeps(async (deps) => {
+        const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+        try {
+          const job = await client.enqueue(type, JSON.parse(text), {
+            idempotencyKey: o.key,
+            requestedBy: o.requestedBy ?? process.env.USER,
+            priority: o.priority,
+          });
+          print({ type, id: job.id });
+          if (o.wait) print(await job.waitForResult({ timeoutMs: o.timeout }));
+        } finally {
+          await client.close();
+        }
+      });
+    },
+  );
+
+const tenants = program.command('tenants').description('manage tenants');
+tenants
+  .command('add')
+  .description('register tenants and create their PostgreSQL schema and MongoDB database')
+  .argument('<ids...>')
+  .option('--demo-schema', "also create the demo app's tables and collections")
+  .action(async (ids: string[], o: { demoSchema?: boolean }) => {
+    await withDeps(async (deps) => {
+      for (const id of ids) {
+        const { created, namespace } = await addTenant(deps, id);
+        if (o.demoSchema) {
+          const at = deps.tenants.locate(id);
+          await createDemoSchema(
+            tenantPostgres(deps.postgres.pool(at.postgresUrl), namespace),
+            deps.mongo.db(at.mongoUrl, namespace),
+          );
+        }
+        print(`${id}: ${created ? 'added' : 'already present'} (schema and database ${namespace})`);
+      }
+    });
+  });
+tenants
+  .command('list')
+  .description('list tenants')
+  .action(() => withDeps(async (deps) => print(await deps.control.listTenants())));
+
+const queues = program.command('queues').description('inspect and control queues');
+queues
+  .command('list')
+  .description('job counts per queue and state')
+  .action(() =>
+    withDeps(async (deps) => {
+      const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+      const rows = await Promise.all(
+        jobNames.map(async (n) => ({
+          queue: n,
+          paused: await client.queue(n).isPaused(),
+          ...(await client.queue(n).getJobCounts()),
+        })),
+      );
+      console.table(rows);
+      await client.close();
+    }),
+  );
+for (const action of ['pause', 'resume'] as const) {
+  queues
+    .command(action)
+    .description(`${action} a queue for every worker`)
+    .argument('<type>', 'queue', jobType)
+    .action((type: JobName) =>
+      withDeps(async (deps) => {
+        const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+        await client.queue(type)[action]();
+        print(`${type}: ${action === 'pause' ? 'paused' : 'resumed'}`);
+        await client.close();
+      }),
+    );
+}
+
+const jobs = program.command('jobs').description('inspect, retry and remove jobs');
+jobs
+  .command('list')
+  .argument('<type>', 'queue', jobType)
+  .option('--state <state>', 'waiting, active, delayed, completed or failed', 'failed')
+  .option('--limit <n>', 'at most this many', int, 20)
+  .action(
+    (type: JobName, o: { state: 'waiting' | 'active' | 'delayed' | 'completed' | 'failed'; limit: number }) =>
+      withDeps(async (deps) => {
+        const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+        const list = await client.queue(type).getJobs([o.state], 0, o.limit - 1);
+        console.table(
+          list.map((j) => ({
+            id: j.id,
+            name: j.name,
+            attempts: j.attemptsMade,
+            failedReason: j.failedReason,
+          })),
+        );
+        await client.close();
+      }),
+  );
+jobs
+  .command('show')
+  .description("a job's state, progress, result or failure, and its audit row")
+  .argument('<type>', 'queue', jobType)
+  .argument('<id>')
+  .action((type: JobName, id: string) =>
+    withDeps(async (deps) => {
+      const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+      const job = await client.queue(type).getJob(id);
+      print({
+        state: job ? await job.getState() : 'not in Redis (removed after retention)',
+        progress: job?.progress,
+        result: job?.returnvalue,
+        failedReason: job?.failedReason,
+        audit: await deps.control.jobRun(deps.prefix, type, id),
+      });
+      await client.close();
+    }),
+  );
+for (const action of ['retry', 'remove'] as const) {
+  jobs
+    .command(action)
+    .argument('<type>', 'queue', jobType)
+    .argument('<id>')
+    .action((type: JobName, id: string) =>
+      withDeps(async (deps) => {
+        const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+        const job = await client.queue(type).getJob(id);
+        if (!job) throw new Error(`no job ${id} in ${type}`);
+        await (action === 'retry' ? job.retry() : job.remove());
+        print(`${type} ${id}: ${action === 'retry' ? 'retrying' : 'removed'}`);
+        await client.close();
+      }),
+    );
+}
+
+const demo = program.command('demo').description('the demo music-streaming app');
+demo
+  .command('generate')
+  .description('write deterministic synthetic data as NDJSON or CSV')
+  .requiredOption('--dataset <name>', 'users, playlists, listening_events or sessions')
+  .requiredOption('--out <file>', 'where to write')
+  .option('--seed <n>', 'random seed', int, 42)
+  .option('--scale <rows>', 'number of rows', int, 1000)
+  .option('--bad-rate <fraction>', 'fraction of rows made invalid on purpose', Number, 0)
+  .option('--format <format>', 'ndjson or csv', 'ndjson')
+  .action(
+    async (o: {
+      dataset: Dataset;
+      out: string;
+      seed: number;
+      scale: number;
+      badRate: number;
+      format: 'ndjson' | 'csv';
+    }) => {
+      const n = await generateFile(o.out, {
+        dataset: o.dataset,
+        seed: o.seed,
+        scale: o.scale,
+        badRate: o.badRate,
+        format: o.format,
+      });
+      print(`${o.out}: ${n} ${o.dataset}`);
+    },
+  );
+
+program.parseAsync().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});
