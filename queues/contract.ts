@@ -23,11 +23,13 @@ export interface JobContract<Name extends string, Schema extends z.ZodType, Resu
   /** Phantom field carrying the result type; never read at run time. */
   result?: Result;
   policy: JobPolicy;
-  /**
-   * Dotted payload paths that may hold personal data or secrets: hidden in the board, in logs, and
-   * removed from the job's data once it is finished.
-   */
+  /** Dotted payload paths that may hold personal data or secrets: hidden in the board and in logs. */
   sensitive: readonly string[];
+  /**
+   * Also overwrite the sensitive paths in the job's own data once it has finished, so that no raw
+   * personal data stays in Redis (erase). A finished job redacted so cannot be re-run: enqueue anew.
+   */
+  redactWhenFinished?: boolean;
 }
 
 export function defineJob<Name extends string, Schema extends z.ZodType, Result>(

@@ -22,4 +22,5 @@ export const erase = defineJob<'erase', typeof payload, Result>({
   payload,
   policy: defaultPolicy,
   sensitive: ['subject'],
+  redactWhenFinished: true,
 });

@@ -37,7 +37,7 @@ export async function processJob(
   const audit = { prefix: deps.prefix, queue: type, jobId: job.id! };
   const finalAttempt = attempt >= (job.opts.attempts ?? 1);
   const redactData = () =>
-    contract.sensitive.length
+    contract.redactWhenFinished
       ? job.updateData({ ...job.data, payload: redactPaths(job.data.payload, contract.sensitive) })
       : undefined;
 

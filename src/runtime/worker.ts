@@ -57,6 +57,7 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
         prefix: deps.prefix,
         concurrency: options.concurrency ?? 1,
         lockDuration: deps.env.DBFLEET_LOCK_DURATION_MS,
+        stalledInterval: deps.env.DBFLEET_LOCK_DURATION_MS,
         // A job taken over after a crash resumes from its checkpoint, so a few stalls are harmless.
         maxStalledCount: 5,
       },

@@ -1,0 +1,186 @@
+/**
+ * Test fixtures (vitest `test.extend`). Each test gets its own Redis prefix (so its own queues), its
+ * own tenant (its own PostgreSQL schema and MongoDB database), and a leak guard that fails the test if
+ * it leaves a socket open: a worker, queue, pool or client someone forgot to close.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { test as base } from 'vitest';
+import demoConfig from '../../dbfleet.config.ts';
+import { createClient, type FleetClient } from '../../src/client/client.ts';
+import { loadEnv, type Env } from '../../src/config/env.ts';
+import { addTenant } from '../../src/control/provision.ts';
+import { createLogger } from '../../src/logger.ts';
+import { closeDeps, createDeps, type FleetDeps } from '../../src/runtime/deps.ts';
+import { startWorker, type FleetWorker, type WorkerOptions } from '../../src/runtime/worker.ts';
+import { tenantPostgres, type TenantPostgres } from '../../src/stores/postgres.ts';
+import { createDemoSchema } from '../../demo/schema.ts';
+import { handlers } from '../../workers/index.ts';
+import type { Db } from 'mongodb';
+
+export const ROOT = path.resolve(import.meta.dirname, '../..');
+export const NODE = path.join(ROOT, 'node_modules/.bin/node');
+
+export interface SpawnedWorker {
+  proc: ChildProcess;
+  /** Resolves when the process has exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  output(): string;
+}
+
+export interface TenantHandle {
+  id: string;
+  pg: TenantPostgres;
+  mongo: Db;
+}
+
+interface Fixtures {
+  leakGuard: void;
+  prefix: string;
+  tmp: string;
+  env: Env;
+  deps: FleetDeps;
+  tenant: TenantHandle;
+  client: FleetClient;
+  startWorker: (options?: Partial<WorkerOptions>) => FleetWorker;
+  spawnWorker: (options?: { concurrency?: number; env?: Record<string, string> }) => Promise<SpawnedWorker>;
+}
+
+const openSockets = () =>
+  process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap' || r === 'TCPWRAP').length;
+
+export const uniqueId = (label: string) => `${label}${randomBytes(4).toString('hex')}`;
+
+export const test = base.extend<Fixtures>({
+  leakGuard: [
+    async ({}, use) => {
+      const before = openSockets();
+      await use();
+      // Sockets close asynchronously after their owner's close() resolves; give them a moment.
+      for (let i = 0; i < 40 && openSockets() > before; i++) await new Promise((r) => setTimeout(r, 50));
+      const leaked = openSockets() - before;
+      if (leaked > 0)
+        throw new Error(
+          `leak guard: the test left ${leaked} socket(s) open (a worker, queue, pool or client)`,
+        );
+    },
+    { auto: true },
+  ],
+
+  prefix: async ({}, use) => use(uniqueId('test-')),
+
+  tmp: async ({}, use) => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'dbfleet-test-'));
+    await use(dir);
+    await rm(dir, { recursive: true, force: true });
+  },
+
+  env: async ({ prefix, tmp }, use) => {
+    await use(
+      loadEnv({
+        ...process.env,
+        DBFLEET_PREFIX: prefix,
+        DBFLEET_FILE_ROOTS: tmp,
+        DBFLEET_LOCAL_STORAGE_DIR: tmp,
+      }),
+    );
+  },
+
+  deps: async ({ env, leakGuard: _ }, use) => {
+    const deps = createDeps(env, demoConfig, createLogger(env.DBFLEET_LOG_LEVEL));
+    await deps.control.migrate();
+    await use(deps);
+    await closeDeps(deps);
+  },
+
+  tenant: async ({ deps }, use) => {
+    const id = uniqueId('t');
+    const { namespace } = await addTenant(deps, id);
+    const at = deps.tenants.locate(id);
+    const handle = {
+      id,
+      pg: tenantPostgres(deps.postgres.pool(at.postgresUrl), namespace),
+      mongo: deps.mongo.db(at.mongoUrl, namespace),
+    };
+    await createDemoSchema(handle.pg, handle.mongo);
+    await use(handle);
+    await deps.postgres.pool(at.postgresUrl).query(`DROP SCHEMA IF EXISTS "${namespace}" CASCADE`);
+    await handle.mongo.dropDatabase();
+  },
+
+  client: async ({ deps }, use) => {
+    const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+    await use(client);
+    await client.close();
+  },
+
+  startWorker: async ({ deps }, use) => {
+    const started: FleetWorker[] = [];
+    await use((options) => {
+      const worker = startWorker(deps, { handlers, concurrency: 2, ...options });
+      started.push(worker);
+      return worker;
+    });
+    await Promise.all(started.map((w) => w.close(5_000)));
+  },
+
+  spawnWorker: async ({ env, tmp }, use) => {
+    const spawned: SpawnedWorker[] = [];
+    await use(async (options = {}) => {
+      let output = '';
+      const proc = spawn(
+        NODE,
+        [path.join(ROOT, 'src/cli/main.ts'), 'worker', '--concurrency', String(options.concurrency ?? 1)],
+        {
+          cwd: ROOT,
+          env: {
+            ...process.env,
+            DBFLEET_PREFIX: env.DBFLEET_PREFIX,
+            DBFLEET_FILE_ROOTS: tmp,
+            DBFLEET_LOG_LEVEL: 'info',
+            ...options.env,
+          },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        proc.once('exit', (code, signal) => resolve({ code, signal })),
+      );
+      const ready = new Promise<void>((resolve, reject) => {
+        const onData = (chunk: Buffer) => {
+          output += chunk.toString();
+          if (output.includes('"worker started"')) resolve();
+        };
+        proc.stdout!.on('data', onData);
+        proc.stderr!.on('data', onData);
+        void exited.then(() => reject(new Error(`worker exited before it started:\n${output}`)));
+      });
+      const worker = { proc, exited, output: () => output };
+      spawned.push(worker);
+      await ready;
+      return worker;
+    });
+    for (const w of spawned) {
+      if (w.proc.exitCode === null && w.proc.signalCode === null) w.proc.kill('SIGKILL');
+      await w.exited;
+    }
+  },
+});
+
+/** Polls `probe` until it returns a truthy value or `timeoutMs` passes. */
+export async function eventually<T>(
+  probe: () => Promise<T>,
+  timeoutMs = 30_000,
+  everyMs = 100,
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
