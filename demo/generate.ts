@@ -83,15 +83,17 @@ export function* generateRows(o: GenerateOptions): Generator<Record<string, unkn
         break;
     }
     // Deterministic bad rows: every 1/badRate-th row loses a required field or gets a wrong type.
-    if (o.badRate && i % Math.round(1 / o.badRate) === 0) row = spoil(row, i);
+    const every = o.badRate ? Math.round(1 / o.badRate) : 0;
+    if (every && i % every === 0) row = spoil(row, i / every);
     yield row;
   }
 }
 
-function spoil(row: Record<string, unknown>, i: number): Record<string, unknown> {
+/** The k-th bad row: odd ones get a malformed value, even ones lose it. */
+function spoil(row: Record<string, unknown>, k: number): Record<string, unknown> {
   const copy = { ...row };
-  if ('email' in copy) copy.email = i % 2 ? 'not-an-email' : undefined;
-  else if ('msPlayed' in copy) copy.msPlayed = i % 2 ? -1 : 'long';
+  if ('email' in copy) copy.email = k % 2 ? 'not-an-email' : undefined;
+  else if ('msPlayed' in copy) copy.msPlayed = k % 2 ? -1 : 'long';
   else if ('userId' in copy) copy.userId = 'nobody';
   else copy.name = '';
   return copy;

@@ -50,12 +50,17 @@ export async function withPoolClient<T>(
 ): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;
+  // A borrowed client whose server goes away between queries emits 'error'; unheard, that would
+  // crash the process. Remember it instead: the next query fails, and release destroys the client.
+  const onError = (err: Error) => (broken ??= err);
+  client.on('error', onError);
   try {
     return await fn(client);
   } catch (err) {
-    broken = err instanceof Error ? err : new Error(String(err));
+    broken ??= err instanceof Error ? err : new Error(String(err));
     throw err;
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
 }
