@@ -1,0 +1,221 @@
+/**
+ * Benchmarks, each side by side with its reference in the same run, on the services from
+ * scripts/services.sh:
+ *   (a) no-op job throughput: the fleet's runtime vs a raw BullMQ worker, same concurrency;
+ *   (b) load-fixtures rows/s into PostgreSQL vs `psql \copy` of the same rows as CSV;
+ *   (c) the worker process's peak RSS (VmHWM) during that million-row load.
+ *
+ *   eval "$(scripts/services.sh env)" && npm run bench -- [--jobs 20000] [--rows 1000000] [--concurrency 50]
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { Queue, Worker } from 'bullmq';
+import { createClient } from '../src/client/client.ts';
+import { loadEnv } from '../src/config/env.ts';
+import { addTenant } from '../src/control/provision.ts';
+import { createLogger } from '../src/logger.ts';
+import { closeDeps, createDeps, type FleetDeps } from '../src/runtime/deps.ts';
+import type { Handler } from '../src/runtime/handler.ts';
+import { startWorker } from '../src/runtime/worker.ts';
+import { handlers } from '../workers/index.ts';
+import { createDemoSchema } from '../demo/schema.ts';
+import { generateFile } from '../demo/generate.ts';
+import config from '../dbfleet.config.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const { values: args } = parseArgs({
+  options: {
+    jobs: { type: 'string', default: '20000' },
+    rows: { type: 'string', default: '1000000' },
+    concurrency: { type: 'string', default: '50' },
+  },
+});
+const JOBS = Number(args.jobs);
+const ROWS = Number(args.rows);
+const CONCURRENCY = Number(args.concurrency);
+const run = randomBytes(3).toString('hex');
+
+function newDeps(prefix: string): FleetDeps {
+  const env = loadEnv({ ...process.env, DBFLEET_PREFIX: prefix, DBFLEET_LOG_LEVEL: 'warn' });
+  return createDeps(env, config, createLogger('warn'));
+}
+
+async function noopThroughput(deps: FleetDeps, tenant: string) {
+  // Raw BullMQ: the same Redis, the same concurrency, a processor that does nothing.
+  const rawQueue = new Queue('raw-noop', { connection: deps.redis, prefix: deps.prefix });
+  await rawQueue.addBulk(
+    Array.from({ length: JOBS }, () => ({
+      name: 'noop',
+      data: { tenant },
+      opts: { removeOnComplete: true },
+    })),
+  );
+  let rawDone = 0;
+  const rawStart = performance.now();
+  const rawSeconds = await new Promise<number>((resolve) => {
+    const worker = new Worker('raw-noop', async () => ({}), {
+      connection: deps.redis,
+      prefix: deps.prefix,
+      concurrency: CONCURRENCY,
+    });
+    worker.on('completed', () => {
+      if (++rawDone === JOBS) void worker.close().then(() => resolve((performance.now() - rawStart) / 1000));
+    });
+  });
+  await rawQueue.close();
+
+  // The fleet: validation, audit rows, tenant check, metrics, checkpoint and logger per job.
+  const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+  const payload = {
+    tenant,
+    target: { store: 'mongo' as const, name: 'sessions' },
+    source: { type: 'inline' as const, rows: [] },
+  };
+  for (let i = 0; i < JOBS; i += 5000) {
+    await client.enqueueBulk(
+      'load-fixtures',
+      Array.from({ length: Math.min(5000, JOBS - i) }, () => ({ payload })),
+    );
+  }
+  let fleetDone = 0;
+  const fleetStart = performance.now();
+  const fleetSeconds = await new Promise<number>((resolve) => {
+    const noop: Handler<'load-fixtures'> = async () => {
+      if (++fleetDone === JOBS) setImmediate(() => resolve((performance.now() - fleetStart) / 1000));
+      return {
+        read: 0,
+        loaded: 0,
+        rejected: 0,
+        sampleRejections: [],
+        batches: 0,
+        resumedFrom: 0,
+        rowsPerSecond: 0,
+      };
+    };
+    const worker = startWorker(deps, {
+      handlers: { ...handlers, 'load-fixtures': noop },
+      concurrency: CONCURRENCY,
+    });
+    void new Promise((r) => setTimeout(r, 0)).then(async () => {
+      // close once every job has finished (not just started)
+      const queue = client.queue('load-fixtures');
+      for (;;) {
+        const counts = await queue.getJobCounts('completed', 'failed');
+        if ((counts.completed ?? 0) + (counts.failed ?? 0) >= JOBS) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await worker.close();
+    });
+  });
+  await client.close();
+  const raw = JOBS / rawSeconds;
+  const fleet = JOBS / fleetSeconds;
+  return {
+    jobs: JOBS,
+    concurrency: CONCURRENCY,
+    rawJobsPerSecond: Math.round(raw),
+    fleetJobsPerSecond: Math.round(fleet),
+    ratio: +(fleet / raw).toFixed(3),
+  };
+}
+
+function peakRssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024);
+}
+
+async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
+  const ndjson = path.join(dir, 'users.ndjson');
+  const csv = path.join(dir, 'users.csv');
+  await generateFile(ndjson, { dataset: 'users', seed: 11, scale: ROWS });
+  await generateFile(csv, { dataset: 'users', seed: 11, scale: ROWS, format: 'csv' });
+  const schema = `t_${tenant}`;
+  const url = deps.env.DBFLEET_CONTROL_DATABASE_URL;
+  const psql = (sql: string) =>
+    execFileSync('psql', [url, '-v', 'ON_ERROR_STOP=1', '-qc', sql], { stdio: 'pipe' });
+  // The reference: the same rows as CSV, into an identical table (same indexes), with psql's \copy.
+  psql(`CREATE TABLE ${schema}.users_ref (LIKE ${schema}.users INCLUDING ALL)`);
+  const copyStart = performance.now();
+  psql(
+    `\\copy ${schema}.users_ref (id, email, display_name, country, birth_year, created_at) FROM '${csv}' CSV HEADER`,
+  );
+  const copySeconds = (performance.now() - copyStart) / 1000;
+
+  // The fleet: a worker process of its own, so its peak RSS is its own.
+  const worker = spawn(
+    path.join(ROOT, 'node_modules/.bin/node'),
+    [path.join(ROOT, 'src/cli/main.ts'), 'worker', '--concurrency', '1'],
+    {
+      env: {
+        ...process.env,
+        DBFLEET_PREFIX: deps.prefix,
+        DBFLEET_FILE_ROOTS: dir,
+        DBFLEET_LOG_LEVEL: 'warn',
+      },
+      stdio: 'inherit',
+    },
+  );
+  const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+  const loadStart = performance.now();
+  const job = await client.enqueue('load-fixtures', {
+    tenant,
+    target: { store: 'postgres', name: 'users' },
+    schema: 'users',
+    source: { type: 'file', path: ndjson },
+  });
+  const result = await job.waitForResult({ timeoutMs: 1_800_000 });
+  const loadSeconds = (performance.now() - loadStart) / 1000;
+  const rss = peakRssMiB(worker.pid!);
+  worker.kill('SIGTERM');
+  await new Promise((r) => worker.once('exit', r));
+  await client.close();
+  const copyRate = ROWS / copySeconds;
+  const loadRate = ROWS / loadSeconds;
+  return {
+    rows: ROWS,
+    loaded: result.loaded,
+    psqlCopyRowsPerSecond: Math.round(copyRate),
+    loadFixturesRowsPerSecond: Math.round(loadRate),
+    ratio: +(loadRate / copyRate).toFixed(3),
+    workerPeakRssMiB: rss,
+  };
+}
+
+async function main() {
+  const deps = newDeps(`bench-${run}`);
+  const dir = await mkdtemp(path.join(tmpdir(), 'dbfleet-bench-'));
+  const tenant = `bench${run}`;
+  try {
+    await deps.control.migrate();
+    await addTenant(deps, tenant);
+    const at = deps.tenants.locate(tenant);
+    const { tenantPostgres } = await import('../src/stores/postgres.ts');
+    await createDemoSchema(
+      tenantPostgres(deps.postgres.pool(at.postgresUrl), at.namespace),
+      deps.mongo.db(at.mongoUrl, at.namespace),
+    );
+    const noop = await noopThroughput(deps, tenant);
+    console.log('(a) no-op throughput', noop);
+    const load = await loadVersusCopy(deps, tenant, dir);
+    console.log('(b) load-fixtures vs psql \\copy, (c) peak RSS', load);
+    const results = { at: new Date().toISOString(), node: process.version, noop, load };
+    await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
+    await writeFile(
+      path.join(ROOT, `bench/results/${results.at.slice(0, 19).replace(/:/g, '')}.json`),
+      JSON.stringify(results, null, 2),
+    );
+  } finally {
+    const at = deps.tenants.locate(tenant);
+    await deps.postgres.pool(at.postgresUrl).query(`DROP SCHEMA IF EXISTS "${at.namespace}" CASCADE`);
+    await deps.mongo.db(at.mongoUrl, at.namespace).dropDatabase();
+    await rm(dir, { recursive: true, force: true });
+    await closeDeps(deps);
+  }
+}
+
+await main();
