@@ -83,35 +83,28 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
     );
   }
   let fleetDone = 0;
-  const fleetStart = performance.now();
-  const fleetSeconds = await new Promise<number>((resolve) => {
-    const noop: Handler<'load-fixtures'> = async () => {
-      if (++fleetDone === JOBS) setImmediate(() => resolve((performance.now() - fleetStart) / 1000));
-      return {
-        read: 0,
-        loaded: 0,
-        rejected: 0,
-        sampleRejections: [],
-        batches: 0,
-        resumedFrom: 0,
-        rowsPerSecond: 0,
-      };
+  let allStarted!: () => void;
+  const started = new Promise<void>((resolve) => (allStarted = resolve));
+  const noop: Handler<'load-fixtures'> = async () => {
+    if (++fleetDone === JOBS) allStarted();
+    return {
+      read: 0,
+      loaded: 0,
+      rejected: 0,
+      sampleRejections: [],
+      batches: 0,
+      resumedFrom: 0,
+      rowsPerSecond: 0,
     };
-    const worker = startWorker(deps, {
-      handlers: { ...handlers, 'load-fixtures': noop },
-      concurrency: CONCURRENCY,
-    });
-    void new Promise((r) => setTimeout(r, 0)).then(async () => {
-      // close once every job has finished (not just started)
-      const queue = client.queue('load-fixtures');
-      for (;;) {
-        const counts = await queue.getJobCounts('completed', 'failed');
-        if ((counts.completed ?? 0) + (counts.failed ?? 0) >= JOBS) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      await worker.close();
-    });
+  };
+  const fleetStart = performance.now();
+  const worker = startWorker(deps, {
+    handlers: { ...handlers, 'load-fixtures': noop },
+    concurrency: CONCURRENCY,
   });
+  await started;
+  await worker.close(); // waits for the last jobs to be completed in Redis (and audited)
+  const fleetSeconds = (performance.now() - fleetStart) / 1000;
   await client.close();
   const raw = JOBS / rawSeconds;
   const fleet = JOBS / fleetSeconds;

@@ -5,28 +5,6 @@ import { controlMigrations } from './migrations.ts';
 
 export type JobStatus = 'active' | 'completed' | 'failed' | 'retrying' | 'interrupted';
 
-export interface JobRunStart {
-  prefix: string;
-  queue: string;
-  jobId: string;
-  tenant: string;
-  requestedBy: string | undefined;
-  payloadDigest: string;
-  attempt: number;
-  enqueuedAt: Date;
-}
-
-export interface JobRunEnd {
-  prefix: string;
-  queue: string;
-  jobId: string;
-  status: Exclude<JobStatus, 'active'>;
-  durationMs: number;
-  resultSummary?: unknown;
-  errorCode?: string;
-  errorMessage?: string;
-}
-
 export interface JobRunRow {
   queue: string;
   job_id: string;
@@ -96,37 +74,6 @@ export class ControlDb {
 
   async tenantExists(id: string): Promise<boolean> {
     return (await this.pool.query('SELECT 1 FROM dbfleet.tenants WHERE id = $1', [id])).rowCount === 1;
-  }
-
-  async jobStarted(s: JobRunStart): Promise<void> {
-    await this.pool.query(
-      `INSERT INTO dbfleet.job_runs
-         (prefix, queue, job_id, tenant, requested_by, payload_digest, status, attempts, enqueued_at, started_at)
-       VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, now())
-       ON CONFLICT (prefix, queue, job_id) DO UPDATE
-         SET status = 'active', attempts = GREATEST(dbfleet.job_runs.attempts, EXCLUDED.attempts),
-             error_code = NULL, error_message = NULL, updated_at = now()`,
-      [s.prefix, s.queue, s.jobId, s.tenant, s.requestedBy ?? null, s.payloadDigest, s.attempt, s.enqueuedAt],
-    );
-  }
-
-  async jobEnded(e: JobRunEnd): Promise<void> {
-    await this.pool.query(
-      `UPDATE dbfleet.job_runs
-          SET status = $4, duration_ms = $5, result_summary = $6, error_code = $7, error_message = $8,
-              finished_at = CASE WHEN $4 IN ('completed', 'failed') THEN now() END, updated_at = now()
-        WHERE prefix = $1 AND queue = $2 AND job_id = $3`,
-      [
-        e.prefix,
-        e.queue,
-        e.jobId,
-        e.status,
-        Math.round(e.durationMs),
-        e.resultSummary === undefined ? null : JSON.stringify(e.resultSummary),
-        e.errorCode ?? null,
-        e.errorMessage ?? null,
-      ],
-    );
   }
 
   async jobRun(prefix: string, queue: string, jobId: string): Promise<JobRunRow | undefined> {

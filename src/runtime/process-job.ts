@@ -4,10 +4,11 @@
  */
 import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import { catalog, type JobName } from '../../queues/index.ts';
-import { classifyError, InterruptedError } from '../errors.ts';
+import { classifyError, InterruptedError, PermanentError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
 import { parsePayload, payloadDigest, redactPaths, tenantOf, type JobEnvelope } from '../jobs/envelope.ts';
 import type { FleetMetrics } from '../metrics.ts';
-import { tenantPostgres } from '../stores/postgres.ts';
+import { tenantPostgres, type TenantPostgres } from '../stores/postgres.ts';
 import { redisCheckpoint } from './checkpoint.ts';
 import type { JobContext } from './context.ts';
 import type { FleetDeps } from './deps.ts';
@@ -33,37 +34,68 @@ export async function processJob(
   const started = performance.now();
   const attempt = job.attemptsMade + 1;
   const tenant = tenantOf(job.data?.payload);
-  const log = deps.log.child({ queue: type, jobId: job.id, tenant, attempt });
-  const audit = { prefix: deps.prefix, queue: type, jobId: job.id! };
+  // Built on first use: a pino child costs more than a short job's whole run.
+  let childLog: Logger | undefined;
+  const log = () => (childLog ??= deps.log.child({ queue: type, jobId: job.id, tenant, attempt }));
+  const auditBase = {
+    prefix: deps.prefix,
+    queue: type,
+    jobId: job.id!,
+    tenant,
+    requestedBy: job.data?.requestedBy,
+    payloadDigest: payloadDigest(job.data?.payload ?? null),
+    attempt,
+    enqueuedAt: new Date(job.timestamp),
+    startedAt: new Date(),
+  };
   const finalAttempt = attempt >= (job.opts.attempts ?? 1);
   const redactData = () =>
     contract.redactWhenFinished
       ? job.updateData({ ...job.data, payload: redactPaths(job.data.payload, contract.sensitive) })
       : undefined;
 
-  const timeout = AbortSignal.timeout(contract.policy.timeoutMs);
-  const signal = AbortSignal.any([opts.shutdown, timeout]);
+  // One controller per attempt, fired by the worker's shutdown or by the contract's timeout.
+  const abort = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    abort.abort(new Error('timed out'));
+  }, contract.policy.timeoutMs);
+  const onShutdown = () => abort.abort(opts.shutdown.reason);
+  if (opts.shutdown.aborted) onShutdown();
+  else opts.shutdown.addEventListener('abort', onShutdown, { once: true });
+  const signal = abort.signal;
   metrics.inFlight.inc({ type, tenant });
   try {
-    // Audit first, so that even a job with a payload no worker accepts leaves a record of why.
-    await deps.control.jobStarted({
-      ...audit,
-      tenant,
-      requestedBy: job.data?.requestedBy,
-      payloadDigest: payloadDigest(job.data?.payload ?? null),
-      attempt,
-      enqueuedAt: new Date(job.timestamp),
-    });
+    // Audit first, so that even a job with a payload no worker accepts leaves a record of why. Not
+    // awaited: the group-committed audit log writes it with the next flush, before the final event.
+    deps.audit
+      .record({ ...auditBase, status: 'active' })
+      .catch((err: unknown) => log().warn({ err }, 'audit write failed'));
     const payload = parsePayload(type, job.data?.payload);
     if (tenant !== 'all') await deps.tenants.assertKnown(tenant);
-    const location = deps.tenants.locate(tenant === 'all' ? 'control' : tenant);
+    const location = tenant === 'all' ? undefined : deps.tenants.locate(tenant);
+    const scoped = () => {
+      if (!location)
+        throw new PermanentError('no_tenant', `a ${type} job for all tenants has no tenant store of its own`);
+      return location;
+    };
+    let postgres: TenantPostgres | undefined;
     const ctx: JobContext = {
       job: { id: job.id!, queue: type, attempt, prefix: deps.prefix },
       tenant,
-      log,
+      get log() {
+        return log();
+      },
       signal,
-      postgres: tenantPostgres(deps.postgres.pool(location.postgresUrl), location.namespace),
-      mongo: deps.mongo.db(location.mongoUrl, location.namespace),
+      get postgres() {
+        const at = scoped();
+        return (postgres ??= tenantPostgres(deps.postgres.pool(at.postgresUrl), at.namespace));
+      },
+      get mongo() {
+        const at = scoped();
+        return deps.mongo.db(at.mongoUrl, at.namespace);
+      },
       objects: deps.objects,
       localObjects: deps.localObjects,
       s3: deps.s3,
@@ -77,28 +109,41 @@ export async function processJob(
         contract.policy.keepFailed.ageSeconds,
       ),
       throwIfInterrupted() {
-        if (signal.aborted)
-          throw new InterruptedError(timeout.aborted ? 'timed out' : 'worker shutting down');
+        if (signal.aborted) throw new InterruptedError(timedOut ? 'timed out' : 'worker shutting down');
       },
     };
-    log.info('job started');
+    if (deps.log.isLevelEnabled('info')) log().info('job started');
     const result = await handler(payload, ctx);
     const durationMs = performance.now() - started;
-    await deps.control.jobEnded({ ...audit, status: 'completed', durationMs, resultSummary: result });
+    // Awaited: a job is acknowledged only once its audit row is durable.
+    await deps.audit.record({
+      ...auditBase,
+      status: 'completed',
+      durationMs,
+      resultSummary: result,
+      finishedAt: new Date(),
+    });
     await redactData();
     metrics.jobDuration.observe({ type, outcome: 'completed' }, durationMs / 1000);
-    log.info({ durationMs: Math.round(durationMs) }, 'job completed');
+    if (deps.log.isLevelEnabled('info')) log().info({ durationMs: Math.round(durationMs) }, 'job completed');
     return result;
   } catch (err) {
     const durationMs = performance.now() - started;
     const c = classifyError(err);
     const handBack = opts.shutdown.aborted && c.code === 'interrupted' && token;
     const status = handBack ? 'interrupted' : c.kind === 'permanent' || finalAttempt ? 'failed' : 'retrying';
-    log[status === 'failed' ? 'error' : 'warn']({ code: c.code, kind: c.kind, err }, `job ${status}`);
+    log()[status === 'failed' ? 'error' : 'warn']({ code: c.code, kind: c.kind, err }, `job ${status}`);
     metrics.failures.inc({ type, reason: c.code });
-    await deps.control
-      .jobEnded({ ...audit, status, durationMs, errorCode: c.code, errorMessage: c.message })
-      .catch((auditErr: unknown) => log.error({ err: auditErr }, 'could not write the audit row'));
+    await deps.audit
+      .record({
+        ...auditBase,
+        status,
+        durationMs,
+        errorCode: c.code,
+        errorMessage: c.message,
+        finishedAt: status === 'failed' ? new Date() : undefined,
+      })
+      .catch((auditErr: unknown) => log().error({ err: auditErr }, 'could not write the audit row'));
     if (handBack) {
       // Back to the wait list at once, without using up an attempt; another worker resumes it.
       await job.moveToWait(token);
@@ -111,6 +156,8 @@ export async function processJob(
     const reason = `[${c.code}] ${c.message}`;
     throw c.kind === 'permanent' ? new UnrecoverableError(reason) : new Error(reason);
   } finally {
+    clearTimeout(timer);
+    opts.shutdown.removeEventListener('abort', onShutdown);
     metrics.inFlight.dec({ type, tenant });
   }
 }

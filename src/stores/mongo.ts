@@ -3,6 +3,8 @@ import { MongoClient, type Db } from 'mongodb';
 
 export class MongoClients {
   readonly #clients = new Map<string, MongoClient>();
+  // MongoClient.db() builds a new Db each call, which shows in per-job profiles; keep one per name.
+  readonly #dbs = new Map<string, Db>();
 
   client(url: string): MongoClient {
     let client = this.#clients.get(url);
@@ -15,12 +17,19 @@ export class MongoClients {
   }
 
   db(url: string, name: string): Db {
-    return this.client(url).db(name);
+    const key = `${url}\u0000${name}`;
+    let db = this.#dbs.get(key);
+    if (!db) {
+      db = this.client(url).db(name);
+      this.#dbs.set(key, db);
+    }
+    return db;
   }
 
   async closeAll(): Promise<void> {
     const clients = [...this.#clients.values()];
     this.#clients.clear();
+    this.#dbs.clear();
     await Promise.all(clients.map((c) => c.close()));
   }
 }
