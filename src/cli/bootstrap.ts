@@ -1,5 +1,6 @@
 /** Starts a process: environment, logger, config module, connections, control schema. */
 import { pino } from 'pino';
+import { createClient, type FleetClient } from '../client/client.ts';
 import { loadConfig } from '../config/define.ts';
 import { loadEnv } from '../config/env.ts';
 import { createLogger } from '../logger.ts';
@@ -27,6 +28,18 @@ export async function withDeps<T>(fn: (deps: FleetDeps) => Promise<T>): Promise<
   } finally {
     await closeDeps(deps);
   }
+}
+
+/** Runs `fn` with a producer client on fresh deps, closing both whatever happens. */
+export async function withClient<T>(fn: (client: FleetClient, deps: FleetDeps) => Promise<T>): Promise<T> {
+  return withDeps(async (deps) => {
+    const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+    try {
+      return await fn(client, deps);
+    } finally {
+      await client.close();
+    }
+  });
 }
 
 /** On SIGTERM or SIGINT, runs `stop` once; a second signal exits at once. */

@@ -5,7 +5,6 @@ import { Command, InvalidArgumentError } from 'commander';
 import { createServer } from 'node:http';
 import { handlers } from '../../workers/index.ts';
 import { isJobName, jobNames, type JobName } from '../../queues/index.ts';
-import { createClient } from '../client/client.ts';
 import { addTenant } from '../control/provision.ts';
 import { startBoard } from '../board/server.ts';
 import { closeDeps } from '../runtime/deps.ts';
@@ -13,7 +12,7 @@ import { startWorker } from '../runtime/worker.ts';
 import { createDemoSchema } from '../../demo/schema.ts';
 import { generateFile, type Dataset } from '../../demo/generate.ts';
 import { tenantPostgres } from '../stores/postgres.ts';
-import { bootstrap, onShutdownSignal, withDeps } from './bootstrap.ts';
+import { bootstrap, onShutdownSignal, withClient, withDeps } from './bootstrap.ts';
 
 const int = (v: string) => {
   const n = Number(v);
@@ -93,19 +92,14 @@ program
       o: { key?: string; requestedBy?: string; priority?: number; wait?: boolean; timeout: number },
     ) => {
       const text = raw.startsWith('@') ? await readFile(raw.slice(1), 'utf8') : raw;
-      await withDeps(async (deps) => {
-        const client = createClient({ redis: deps.redis, prefix: deps.prefix });
-        try {
-          const job = await client.enqueue(type, JSON.parse(text), {
-            idempotencyKey: o.key,
-            requestedBy: o.requestedBy ?? process.env.USER,
-            priority: o.priority,
-          });
-          print({ type, id: job.id });
-          if (o.wait) print(await job.waitForResult({ timeoutMs: o.timeout }));
-        } finally {
-          await client.close();
-        }
+      await withClient(async (client) => {
+        const job = await client.enqueue(type, JSON.parse(text), {
+          idempotencyKey: o.key,
+          requestedBy: o.requestedBy ?? process.env.USER,
+          priority: o.priority,
+        });
+        print({ type, id: job.id });
+        if (o.wait) print(await job.waitForResult({ timeoutMs: o.timeout }));
       });
     },
   );
@@ -141,8 +135,7 @@ queues
   .command('list')
   .description('job counts per queue and state')
   .action(() =>
-    withDeps(async (deps) => {
-      const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+    withClient(async (client) => {
       const rows = await Promise.all(
         jobNames.map(async (n) => ({
           queue: n,
@@ -151,7 +144,6 @@ queues
         })),
       );
       console.table(rows);
-      await client.close();
     }),
   );
 for (const action of ['pause', 'resume'] as const) {
@@ -160,11 +152,9 @@ for (const action of ['pause', 'resume'] as const) {
     .description(`${action} a queue for every worker`)
     .argument('<type>', 'queue', jobType)
     .action((type: JobName) =>
-      withDeps(async (deps) => {
-        const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+      withClient(async (client) => {
         await client.queue(type)[action]();
         print(`${type}: ${action === 'pause' ? 'paused' : 'resumed'}`);
-        await client.close();
       }),
     );
 }
@@ -177,8 +167,7 @@ jobs
   .option('--limit <n>', 'at most this many', int, 20)
   .action(
     (type: JobName, o: { state: 'waiting' | 'active' | 'delayed' | 'completed' | 'failed'; limit: number }) =>
-      withDeps(async (deps) => {
-        const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+      withClient(async (client) => {
         const list = await client.queue(type).getJobs([o.state], 0, o.limit - 1);
         console.table(
           list.map((j) => ({
@@ -188,7 +177,6 @@ jobs
             failedReason: j.failedReason,
           })),
         );
-        await client.close();
       }),
   );
 jobs
@@ -197,8 +185,7 @@ jobs
   .argument('<type>', 'queue', jobType)
   .argument('<id>')
   .action((type: JobName, id: string) =>
-    withDeps(async (deps) => {
-      const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+    withClient(async (client, deps) => {
       const job = await client.queue(type).getJob(id);
       print({
         state: job ? await job.getState() : 'not in Redis (removed after retention)',
@@ -207,7 +194,6 @@ jobs
         failedReason: job?.failedReason,
         audit: await deps.control.jobRun(deps.prefix, type, id),
       });
-      await client.close();
     }),
   );
 for (const action of ['retry', 'remove'] as const) {
@@ -216,13 +202,11 @@ for (const action of ['retry', 'remove'] as const) {
     .argument('<type>', 'queue', jobType)
     .argument('<id>')
     .action((type: JobName, id: string) =>
-      withDeps(async (deps) => {
-        const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+      withClient(async (client) => {
         const job = await client.queue(type).getJob(id);
         if (!job) throw new Error(`no job ${id} in ${type}`);
         await (action === 'retry' ? job.retry() : job.remove());
         print(`${type} ${id}: ${action === 'retry' ? 'retrying' : 'removed'}`);
-        await client.close();
       }),
     );
 }

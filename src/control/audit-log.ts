@@ -51,7 +51,7 @@ const UPSERT = `
 export class AuditLog {
   readonly #pool: pg.Pool;
   #pending: Pending[] = [];
-  #flushing: Promise<void> | undefined;
+  #draining = false;
 
   constructor(pool: pg.Pool) {
     this.#pool = pool;
@@ -61,7 +61,10 @@ export class AuditLog {
   record(event: AuditEvent): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.#pending.push({ event, done: { resolve, reject } });
-      this.#flushing ??= this.#drain();
+      if (!this.#draining) {
+        this.#draining = true;
+        void this.#drain();
+      }
     });
   }
 
@@ -76,7 +79,7 @@ export class AuditLog {
         for (const p of batch) p.done.reject(err);
       }
     }
-    this.#flushing = undefined;
+    this.#draining = false;
   }
 
   async #write(events: AuditEvent[]): Promise<void> {
