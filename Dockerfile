@@ -11,5 +11,5 @@ COPY src ./src
 COPY demo ./demo
 COPY dbfleet.config.ts ./
 USER node
-ENTRYPOINT ["node", "src/cli/main.ts"]
+ENTRYPOINT ["node", "--max-semi-space-size=8", "src/cli/main.ts"]
 CMD ["worker"]

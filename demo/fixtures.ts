@@ -5,6 +5,9 @@
 import { z } from 'zod';
 
 const id = z.coerce.number().int().positive();
+/** PostgreSQL parses timestamps itself: validate the text and pass it through, no Date round trip. */
+const timestamp = z.union([z.iso.datetime({ offset: true }), z.iso.date()]);
+/** MongoDB stores what it is given: turn text into a Date so that queries compare dates. */
 const when = z.coerce.date();
 
 export const fixtures = {
@@ -14,26 +17,26 @@ export const fixtures = {
     display_name: z.string().min(1).max(100),
     country: z.string().length(2).nullable().default(null),
     birth_year: z.coerce.number().int().min(1900).max(2026).nullable().default(null),
-    created_at: when,
+    created_at: timestamp,
   }),
   playlists: z.object({
     id,
     user_id: id,
     name: z.string().min(1).max(200),
     is_public: z.coerce.boolean(),
-    created_at: when,
+    created_at: timestamp,
   }),
   playlist_tracks: z.object({
     playlist_id: id,
     position: z.coerce.number().int().min(0),
     track_id: z.string().min(1),
-    added_at: when,
+    added_at: timestamp,
   }),
   consent: z.object({
     user_id: id,
     purpose: z.enum(['marketing', 'analytics', 'personalisation']),
     granted: z.coerce.boolean(),
-    updated_at: when,
+    updated_at: timestamp,
   }),
   sessions: z.object({
     _id: z.string().min(1),

@@ -1,17 +1,14 @@
 #!/usr/bin/env node
-/** `dbfleet`: the operator's and developer's command line. Every command is built on the client or deps. */
+/**
+ * `dbfleet`: the operator's and developer's command line. Every command is built on the client or deps.
+ * Commands import what they need when they run, so a worker process does not carry the board's
+ * Express and Bull Board, nor the demo generator, in memory.
+ */
+import type { Dataset } from '../../demo/generate.ts';
 import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
-import { createServer } from 'node:http';
-import { handlers } from '../../workers/index.ts';
 import { isJobName, jobNames, type JobName } from '../../queues/index.ts';
-import { addTenant } from '../control/provision.ts';
-import { startBoard } from '../board/server.ts';
 import { closeDeps } from '../runtime/deps.ts';
-import { startWorker } from '../runtime/worker.ts';
-import { createDemoSchema } from '../../demo/schema.ts';
-import { generateFile, type Dataset } from '../../demo/generate.ts';
-import { tenantPostgres } from '../stores/postgres.ts';
 import { bootstrap, onShutdownSignal, withClient, withDeps } from './bootstrap.ts';
 
 const int = (v: string) => {
@@ -37,6 +34,11 @@ program
   .option('--concurrency <n>', 'jobs in flight per queue', int, 2)
   .option('--metrics-port <port>', "serve this worker's Prometheus metrics on 127.0.0.1:<port>", int)
   .action(async (o: { queues?: string[]; concurrency: number; metricsPort?: number }) => {
+    const [{ startWorker }, { handlers }, { createServer }] = await Promise.all([
+      import('../runtime/worker.ts'),
+      import('../../workers/index.ts'),
+      import('node:http'),
+    ]);
     const deps = await bootstrap();
     const worker = startWorker(deps, { handlers, queues: o.queues, concurrency: o.concurrency });
     const metricsServer =
@@ -59,6 +61,7 @@ program
   .option('--host <host>', 'address to listen on (DBFLEET_BOARD_HOST)')
   .option('--port <port>', 'port (DBFLEET_BOARD_PORT)', int)
   .action(async (o: { host?: string; port?: number }) => {
+    const { startBoard } = await import('../board/server.ts');
     const deps = await bootstrap();
     const running = await startBoard(
       deps,
@@ -111,6 +114,11 @@ tenants
   .argument('<ids...>')
   .option('--demo-schema', "also create the demo app's tables and collections")
   .action(async (ids: string[], o: { demoSchema?: boolean }) => {
+    const [{ addTenant }, { createDemoSchema }, { tenantPostgres }] = await Promise.all([
+      import('../control/provision.ts'),
+      import('../../demo/schema.ts'),
+      import('../stores/postgres.ts'),
+    ]);
     await withDeps(async (deps) => {
       for (const id of ids) {
         const { created, namespace } = await addTenant(deps, id);
@@ -230,6 +238,7 @@ demo
       badRate: number;
       format: 'ndjson' | 'csv';
     }) => {
+      const { generateFile } = await import('../../demo/generate.ts');
       const n = await generateFile(o.out, {
         dataset: o.dataset,
         seed: o.seed,

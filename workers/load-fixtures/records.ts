@@ -2,7 +2,6 @@
  * Turns a byte stream into numbered records, one at a time, so memory stays flat at any file size.
  * A record that cannot even be parsed is yielded as an error with its number, never dropped.
  */
-import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { parse as parseCsv } from 'csv-parse';
 import { streamArray } from 'stream-json/streamers/stream-array.js';
@@ -11,9 +10,29 @@ export type Format = 'ndjson' | 'json' | 'csv';
 
 export type SourceRecord = { line: number; value: unknown } | { line: number; error: string };
 
+/**
+ * Lines of a UTF-8 stream. `for await` over the stream pulls a chunk only when the previous one is
+ * consumed, so a slow database holds the file back instead of buffering it in memory (readline's
+ * async iterator does not), and it is faster than readline too.
+ */
+export async function* lines(input: Readable): AsyncGenerator<string> {
+  input.setEncoding('utf8');
+  let rest = '';
+  for await (const chunk of input as AsyncIterable<string>) {
+    const text = rest + chunk;
+    let start = 0;
+    for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
+      yield text.charCodeAt(end - 1) === 13 ? text.slice(start, end - 1) : text.slice(start, end);
+      start = end + 1;
+    }
+    rest = text.slice(start);
+  }
+  if (rest !== '') yield rest;
+}
+
 export async function* ndjsonRecords(input: Readable): AsyncGenerator<SourceRecord> {
   let line = 0;
-  for await (const text of createInterface({ input, crlfDelay: Infinity })) {
+  for await (const text of lines(input)) {
     line++;
     if (text.trim() === '') continue;
     try {
