@@ -140,19 +140,15 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
   const copySeconds = (performance.now() - copyStart) / 1000;
 
   // The fleet: a worker process of its own, so its peak RSS is its own.
-  const worker = spawn(
-    path.join(ROOT, 'node_modules/.bin/node'),
-    [path.join(ROOT, 'src/cli/main.ts'), 'worker', '--concurrency', '1'],
-    {
-      env: {
-        ...process.env,
-        DBFLEET_PREFIX: deps.prefix,
-        DBFLEET_FILE_ROOTS: dir,
-        DBFLEET_LOG_LEVEL: 'warn',
-      },
-      stdio: 'inherit',
+  const worker = spawn(path.join(ROOT, 'bin/dbfleet'), ['worker', '--concurrency', '1'], {
+    env: {
+      ...process.env,
+      DBFLEET_PREFIX: deps.prefix,
+      DBFLEET_FILE_ROOTS: dir,
+      DBFLEET_LOG_LEVEL: 'warn',
     },
-  );
+    stdio: 'inherit',
+  });
   const client = createClient({ redis: deps.redis, prefix: deps.prefix });
   const loadStart = performance.now();
   const job = await client.enqueue('load-fixtures', {

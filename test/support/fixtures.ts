@@ -22,7 +22,6 @@ import { handlers } from '../../workers/index.ts';
 import type { Db } from 'mongodb';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
-export const NODE = path.join(ROOT, 'node_modules/.bin/node');
 
 export interface SpawnedWorker {
   proc: ChildProcess;
@@ -132,8 +131,8 @@ export const test = base.extend<Fixtures>({
     await use(async (options = {}) => {
       let output = '';
       const proc = spawn(
-        NODE,
-        [path.join(ROOT, 'src/cli/main.ts'), 'worker', '--concurrency', String(options.concurrency ?? 1)],
+        path.join(ROOT, 'bin/dbfleet'),
+        ['worker', '--concurrency', String(options.concurrency ?? 1)],
         {
           cwd: ROOT,
           env: {
