@@ -3,6 +3,7 @@
  * validating each against its fixture schema. Bad rows are recorded (line and reason) and counted,
  * never silently dropped. Batches checkpoint as they commit, so a retried job resumes where it stopped.
  */
+import { setImmediate } from 'node:timers/promises';
 import type { z } from 'zod';
 import type { Handler } from '../src/runtime/handler.ts';
 import type { JobContext } from '../src/runtime/context.ts';
@@ -11,9 +12,12 @@ import { openRecords } from './load-fixtures/source.ts';
 import { postgresSink } from './load-fixtures/postgres-sink.ts';
 import { mongoSink } from './load-fixtures/mongo-sink.ts';
 import { freshProgress, type Progress, type Rejection, type Row, type Sink } from './load-fixtures/sink.ts';
-import type { Payload } from '../queues/index.ts';
+import type { Payload, Result as Results } from '../queues/index.ts';
+
+type Result = Results<'load-fixtures'>;
 
 const SAMPLE_REJECTIONS = 20;
+const YIELD_EVERY = 500;
 
 function fixtureSchema(ctx: JobContext, name: string | undefined): z.ZodObject | undefined {
   if (!name) return undefined;
@@ -23,39 +27,62 @@ function fixtureSchema(ctx: JobContext, name: string | undefined): z.ZodObject |
   return schema;
 }
 
-function sinkFor(p: Payload<'load-fixtures'>, ctx: JobContext, schema: z.ZodObject | undefined): Sink {
+/** Runs `load` with the sink for the payload's target; a PostgreSQL sink holds one client throughout. */
+function withSink<T>(
+  p: Payload<'load-fixtures'>,
+  ctx: JobContext,
+  schema: z.ZodObject | undefined,
+  load: (sink: Sink) => Promise<T>,
+): Promise<T> {
   const loadKey = `${ctx.job.prefix}:${ctx.job.id}`;
   if (p.target.store === 'postgres') {
     const columns = Object.keys(schema!.shape);
     const missingKey = p.key?.find((k) => !columns.includes(k));
-    if (missingKey)
+    if (missingKey) {
       throw new PermanentError(
         'invalid_payload',
         `key ${missingKey} is not a column of fixture schema ${p.schema}`,
       );
-    return postgresSink({
-      pg: ctx.postgres,
-      table: p.target.name,
-      columns,
+    }
+    return ctx.postgres.withClient((client) =>
+      load(
+        postgresSink({
+          pg: ctx.postgres,
+          client,
+          table: p.target.name,
+          columns,
+          mode: p.mode,
+          key: p.key,
+          loadKey,
+        }),
+      ),
+    );
+  }
+  return load(
+    mongoSink({
+      db: ctx.mongo,
+      collection: p.target.name,
       mode: p.mode,
       key: p.key,
       loadKey,
-    });
-  }
-  return mongoSink({
-    db: ctx.mongo,
-    collection: p.target.name,
-    mode: p.mode,
-    key: p.key,
-    loadKey,
-    checkpoint: ctx.checkpoint,
-  });
+      checkpoint: ctx.checkpoint,
+    }),
+  );
 }
 
 export const loadFixtures: Handler<'load-fixtures'> = async (p, ctx) => {
   const started = performance.now();
   const schema = fixtureSchema(ctx, p.schema);
-  const sink = sinkFor(p, ctx, schema);
+  return withSink(p, ctx, schema, (sink) => load(p, ctx, schema, sink, started));
+};
+
+async function load(
+  p: Payload<'load-fixtures'>,
+  ctx: JobContext,
+  schema: z.ZodObject | undefined,
+  sink: Sink,
+  started: number,
+): Promise<Result> {
   const saved = await sink.prepare();
   let progress: Progress = saved ?? freshProgress;
   const resumedFrom = progress.records;
@@ -108,6 +135,9 @@ export const loadFixtures: Handler<'load-fixtures'> = async (p, ctx) => {
       fileRoots: ctx.fileRoots,
     })) {
       if (record.line <= resumedFrom) continue; // committed by an earlier attempt
+      // Parsing runs in microtasks; without a turn of the event loop now and then, the socket
+      // carrying the previous batch's COPY data is not drained and PostgreSQL waits for it.
+      if (record.line % YIELD_EVERY === 0) await setImmediate();
       lastRecord = record.line;
       if ('error' in record) {
         rejected.push({ line: record.line, reason: record.error });
@@ -151,4 +181,4 @@ export const loadFixtures: Handler<'load-fixtures'> = async (p, ctx) => {
   };
   ctx.log.info({ ...result, sampleRejections: undefined }, 'load finished');
   return result;
-};
+}

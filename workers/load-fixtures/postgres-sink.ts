@@ -16,7 +16,14 @@ import type { Progress, Rejection, Row, Sink } from './sink.ts';
 const CHECKPOINTS = '_dbfleet_load_checkpoints';
 
 export interface PostgresSinkOptions {
+  /** Names the tenant's schema and tables. */
   pg: TenantPostgres;
+  /**
+   * One connection for the whole load, borrowed by the caller: each batch then costs three round
+   * trips (BEGIN, COPY, checkpoint+COMMIT), which matters because each waits for an event-loop turn
+   * while the next batch is being parsed.
+   */
+  client: pg.PoolClient;
   table: string;
   columns: readonly string[];
   mode: 'insert' | 'upsert' | 'replace';
@@ -50,41 +57,38 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
   const target = o.pg.table(o.table);
   const checkpoints = o.pg.table(CHECKPOINTS);
 
-  const saveCheckpoint = (client: pg.PoolClient, p: Progress) =>
-    client.query(
-      `INSERT INTO ${checkpoints} (load_key, progress, updated_at) VALUES ($1, $2, now())
-       ON CONFLICT (load_key) DO UPDATE SET progress = EXCLUDED.progress, updated_at = now()`,
-      [o.loadKey, JSON.stringify(p)],
-    );
+  /** The checkpoint upsert as one simple statement, so that it can travel with the COMMIT. */
+  const checkpointSql = (p: Progress) =>
+    `INSERT INTO ${checkpoints} (load_key, progress, updated_at)
+     VALUES (${o.client.escapeLiteral(o.loadKey)}, ${o.client.escapeLiteral(JSON.stringify(p))}::jsonb, now())
+     ON CONFLICT (load_key) DO UPDATE SET progress = EXCLUDED.progress, updated_at = now()`;
 
   return {
     async prepare() {
-      return o.pg.withClient(async (client) => {
-        const { rows } = await client.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [target]);
-        if (!rows[0]?.t)
-          throw new PermanentError(
-            'undefined_table',
-            `target table ${o.pg.schema}.${o.table} does not exist`,
-          );
-        // Two loads may create the table at once; the loser's unique violation is harmless.
-        await client
-          .query(
-            `CREATE TABLE IF NOT EXISTS ${checkpoints} (
-               load_key text PRIMARY KEY, progress jsonb NOT NULL, updated_at timestamptz NOT NULL)`,
-          )
-          .catch((err: { code?: string }) => {
-            if (err.code !== '23505' && err.code !== '42P07') throw err;
-          });
-        const saved = await client.query<{ progress: Progress }>(
-          `SELECT progress FROM ${checkpoints} WHERE load_key = $1`,
-          [o.loadKey],
-        );
-        return saved.rows[0]?.progress;
-      });
+      const client = o.client;
+      const { rows } = await client.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [target]);
+      if (!rows[0]?.t)
+        throw new PermanentError('undefined_table', `target table ${o.pg.schema}.${o.table} does not exist`);
+      // Two loads may create the table at once; the loser's unique violation is harmless.
+      await client
+        .query(
+          `CREATE TABLE IF NOT EXISTS ${checkpoints} (
+             load_key text PRIMARY KEY, progress jsonb NOT NULL, updated_at timestamptz NOT NULL)`,
+        )
+        .catch((err: { code?: string }) => {
+          if (err.code !== '23505' && err.code !== '42P07') throw err;
+        });
+      const saved = await client.query<{ progress: Progress }>(
+        `SELECT progress FROM ${checkpoints} WHERE load_key = $1`,
+        [o.loadKey],
+      );
+      return saved.rows[0]?.progress;
     },
 
     async write(rows, next) {
-      await o.pg.withTransaction(async (client) => {
+      const client = o.client;
+      await client.query('BEGIN');
+      try {
         // replace: empty the table in the same transaction as the first batch, so it is never seen empty.
         if (o.mode === 'replace' && next.batches === 1) await client.query(`TRUNCATE ${target}`);
         if (rows.length > 0 && o.mode === 'upsert') {
@@ -104,13 +108,16 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
         } else if (rows.length > 0) {
           await copyInto(client, target, o.columns, rows);
         }
-        await saveCheckpoint(client, next);
-      });
+        await client.query(`${checkpointSql(next)}; COMMIT`);
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
       return [] as Rejection[];
     },
 
     async finish(progress) {
-      await o.pg.withClient((client) => saveCheckpoint(client, { ...progress, done: true }));
+      await o.client.query(checkpointSql({ ...progress, done: true }));
     },
   };
 }
