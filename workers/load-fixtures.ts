@@ -130,30 +130,34 @@ async function load(
     let rows: Row[] = [];
     let rejected: Rejection[] = [];
     let lastRecord = progress.records;
-    for await (const record of await openRecords(p.source, p.format, {
-      s3: ctx.s3,
-      fileRoots: ctx.fileRoots,
-    })) {
-      if (record.line <= resumedFrom) continue; // committed by an earlier attempt
-      // Parsing runs in microtasks; without a turn of the event loop now and then, the socket
-      // carrying the previous batch's COPY data is not drained and PostgreSQL waits for it.
-      if (record.line % YIELD_EVERY === 0) await setImmediate();
-      lastRecord = record.line;
-      if ('error' in record) {
-        rejected.push({ line: record.line, reason: record.error });
-      } else if (schema) {
-        const parsed = schema.safeParse(record.value);
-        if (parsed.success) rows.push({ line: record.line, value: parsed.data as Record<string, unknown> });
-        else rejected.push({ line: record.line, reason: zodIssues(parsed.error).join('; ') });
-      } else if (record.value && typeof record.value === 'object' && !Array.isArray(record.value)) {
-        rows.push({ line: record.line, value: record.value as Record<string, unknown> });
-      } else {
-        rejected.push({ line: record.line, reason: 'not an object' });
-      }
-      if (rows.length + rejected.length >= p.batchSize) {
-        await flush(rows, rejected, lastRecord);
-        rows = [];
-        rejected = [];
+    let sinceYield = 0;
+    const source = await openRecords(p.source, p.format, { s3: ctx.s3, fileRoots: ctx.fileRoots });
+    for await (const chunk of source) {
+      for (const record of chunk) {
+        if (record.line <= resumedFrom) continue; // committed by an earlier attempt
+        // Parsing is synchronous; without a turn of the event loop now and then, the connection
+        // carrying the previous batch is not serviced and PostgreSQL waits on us.
+        if (++sinceYield === YIELD_EVERY) {
+          sinceYield = 0;
+          await setImmediate();
+        }
+        lastRecord = record.line;
+        if ('error' in record) {
+          rejected.push({ line: record.line, reason: record.error });
+        } else if (schema) {
+          const parsed = schema.safeParse(record.value);
+          if (parsed.success) rows.push({ line: record.line, value: parsed.data as Record<string, unknown> });
+          else rejected.push({ line: record.line, reason: zodIssues(parsed.error).join('; ') });
+        } else if (record.value && typeof record.value === 'object' && !Array.isArray(record.value)) {
+          rows.push({ line: record.line, value: record.value as Record<string, unknown> });
+        } else {
+          rejected.push({ line: record.line, reason: 'not an object' });
+        }
+        if (rows.length + rejected.length >= p.batchSize) {
+          await flush(rows, rejected, lastRecord);
+          rows = [];
+          rejected = [];
+        }
       }
     }
     // The last partial batch; also the only batch of an empty source, so `replace` still empties.

@@ -1,6 +1,7 @@
 /**
- * Turns a byte stream into numbered records, one at a time, so memory stays flat at any file size.
- * A record that cannot even be parsed is yielded as an error with its number, never dropped.
+ * Turns a byte stream into numbered records, a chunk of them at a time, so memory stays flat at any
+ * file size and the hot loop does not pay an await per row. A record that cannot even be parsed is
+ * yielded as an error with its number, never dropped.
  */
 import type { Readable } from 'node:stream';
 import { parse as parseCsv } from 'csv-parse';
@@ -10,41 +11,63 @@ export type Format = 'ndjson' | 'json' | 'csv';
 
 export type SourceRecord = { line: number; value: unknown } | { line: number; error: string };
 
+/** Records per chunk for sources that produce them one at a time (JSON arrays, CSV). */
+const CHUNK = 1_000;
+
 /**
- * Lines of a UTF-8 stream. `for await` over the stream pulls a chunk only when the previous one is
- * consumed, so a slow database holds the file back instead of buffering it in memory (readline's
- * async iterator does not), and it is faster than readline too.
+ * Lines of a UTF-8 stream, a read's worth at a time. `for await` over the stream pulls a chunk only
+ * when the previous one is consumed, so a slow database holds the file back instead of buffering it
+ * in memory (readline's async iterator does not), and it is faster than readline too.
  */
-export async function* lines(input: Readable): AsyncGenerator<string> {
+export async function* lineChunks(input: Readable): AsyncGenerator<string[]> {
   input.setEncoding('utf8');
   let rest = '';
   for await (const chunk of input as AsyncIterable<string>) {
     const text = rest + chunk;
+    const out: string[] = [];
     let start = 0;
     for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
-      yield text.charCodeAt(end - 1) === 13 ? text.slice(start, end - 1) : text.slice(start, end);
+      out.push(text.charCodeAt(end - 1) === 13 ? text.slice(start, end - 1) : text.slice(start, end));
       start = end + 1;
     }
     rest = text.slice(start);
+    if (out.length) yield out;
   }
-  if (rest !== '') yield rest;
+  if (rest !== '') yield [rest];
 }
 
-export async function* ndjsonRecords(input: Readable): AsyncGenerator<SourceRecord> {
+export async function* ndjsonRecords(input: Readable): AsyncGenerator<SourceRecord[]> {
   let line = 0;
-  for await (const text of lines(input)) {
-    line++;
-    if (text.trim() === '') continue;
-    try {
-      yield { line, value: JSON.parse(text) };
-    } catch (err) {
-      yield { line, error: `not valid JSON (${(err as Error).message})` };
+  for await (const texts of lineChunks(input)) {
+    const records: SourceRecord[] = [];
+    for (const text of texts) {
+      line++;
+      if (text.trim() === '') continue;
+      try {
+        records.push({ line, value: JSON.parse(text) });
+      } catch (err) {
+        records.push({ line, error: `not valid JSON (${(err as Error).message})` });
+      }
+    }
+    yield records;
+  }
+}
+
+/** Groups one-at-a-time records into chunks. */
+async function* chunked(records: AsyncIterable<SourceRecord>): AsyncGenerator<SourceRecord[]> {
+  let chunk: SourceRecord[] = [];
+  for await (const record of records) {
+    chunk.push(record);
+    if (chunk.length >= CHUNK) {
+      yield chunk;
+      chunk = [];
     }
   }
+  if (chunk.length) yield chunk;
 }
 
 /** A top-level JSON array; records are numbered by element (1-based). */
-export async function* jsonArrayRecords(input: Readable): AsyncGenerator<SourceRecord> {
+async function* jsonArrayElements(input: Readable): AsyncGenerator<SourceRecord> {
   const elements = streamArray.withParserAsStream();
   input.on('error', (err) => elements.destroy(err));
   for await (const { key, value } of input.pipe(elements) as AsyncIterable<{ key: number; value: unknown }>) {
@@ -53,7 +76,7 @@ export async function* jsonArrayRecords(input: Readable): AsyncGenerator<SourceR
 }
 
 /** CSV with a header row; values stay strings (the fixture schema coerces them). Numbered by line. */
-export async function* csvRecords(input: Readable): AsyncGenerator<SourceRecord> {
+async function* csvRows(input: Readable): AsyncGenerator<SourceRecord> {
   const skipped: SourceRecord[] = [];
   const parser = parseCsv({
     columns: true,
@@ -76,14 +99,14 @@ export async function* csvRecords(input: Readable): AsyncGenerator<SourceRecord>
   while (skipped.length) yield skipped.shift()!;
 }
 
-export function recordsOf(format: Format, input: Readable): AsyncGenerator<SourceRecord> {
+export function recordsOf(format: Format, input: Readable): AsyncGenerator<SourceRecord[]> {
   switch (format) {
     case 'ndjson':
       return ndjsonRecords(input);
     case 'json':
-      return jsonArrayRecords(input);
+      return chunked(jsonArrayElements(input));
     case 'csv':
-      return csvRecords(input);
+      return chunked(csvRows(input));
   }
 }
 

@@ -34,10 +34,10 @@ export async function openRecords(
   source: Source,
   format: Payload<'load-fixtures'>['format'],
   deps: { s3: S3Client; fileRoots: readonly string[] },
-): Promise<AsyncGenerator<SourceRecord>> {
+): Promise<AsyncGenerator<SourceRecord[]>> {
   if (source.type === 'inline') {
     return (async function* () {
-      for (const [i, value] of source.rows.entries()) yield { line: i + 1, value };
+      yield source.rows.map((value, i) => ({ line: i + 1, value }));
     })();
   }
   const name = source.type === 'file' ? source.path : source.url;
