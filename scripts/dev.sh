@@ -28,17 +28,19 @@ stop
 nohup bin/dbfleet worker --concurrency 2 >"$RUN/logs/worker.log" 2>&1 & echo $! >"$RUN/worker.pid"
 nohup bin/dbfleet board >"$RUN/logs/board.log" 2>&1 & echo $! >"$RUN/board.pid"
 
-# Users before playlists (foreign key); the idempotency keys make a second run load nothing twice.
-load() { # store target file
-  bin/dbfleet enqueue load-fixtures --wait --key "demo-$2-$SCALE" \
-    "{\"tenant\":\"demo\",\"target\":{\"store\":\"$1\",\"name\":\"$2\"},\"schema\":\"$2\",\"source\":{\"type\":\"file\",\"path\":\"$3\"}}" |
+# Users before playlists (foreign key). PostgreSQL tables are upserted by key, so a run at another
+# scale is harmless; MongoDB collections are inserted (FerretDB upserts slowly), so documents already
+# there are reported as rejected duplicates. The idempotency key returns a repeated load's finished job.
+load() { # store target mode key file
+  bin/dbfleet enqueue load-fixtures --wait --key "demo-$3-$2-$SCALE" \
+    "{\"tenant\":\"demo\",\"target\":{\"store\":\"$1\",\"name\":\"$2\"},\"schema\":\"$2\",\"mode\":\"$3\",\"key\":[\"$4\"],\"source\":{\"type\":\"file\",\"path\":\"$5\"}}" |
     tr -d '\n' | sed 's/  */ /g'
   echo
 }
-load postgres users "$RUN/demo/users-$SCALE.ndjson"
-load postgres playlists "$RUN/demo/playlists-$((SCALE / 2)).ndjson"
-load mongo sessions "$RUN/demo/sessions-$SCALE.ndjson"
-load mongo listening_events "$RUN/demo/listening_events-$((SCALE * 10)).ndjson"
+load postgres users upsert id "$RUN/demo/users-$SCALE.ndjson"
+load postgres playlists upsert id "$RUN/demo/playlists-$((SCALE / 2)).ndjson"
+load mongo sessions insert _id "$RUN/demo/sessions-$SCALE.ndjson"
+load mongo listening_events insert _id "$RUN/demo/listening_events-$((SCALE * 10)).ndjson"
 
 cat <<EOF
 
