@@ -10,6 +10,7 @@ COPY workers ./workers
 COPY src ./src
 COPY demo ./demo
 COPY dbfleet.config.ts ./
+COPY bin ./bin
 USER node
-ENTRYPOINT ["node", "--max-semi-space-size=8", "src/cli/main.ts"]
+ENTRYPOINT ["bin/dbfleet"]
 CMD ["worker"]
