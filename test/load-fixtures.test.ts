@@ -8,6 +8,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect } from 'vitest';
 import { generateFile } from '../demo/generate.ts';
 import { eventually, test, uniqueId, type TenantHandle } from './support/fixtures.ts';
+import { fileLoad } from './support/loads.ts';
 
 type StoreCase = {
   store: 'postgres' | 'mongo';
@@ -201,35 +202,22 @@ describe('load-fixtures sources and formats', () => {
         Body: '{"_id":"x1","userId":1,"device":"tv","createdAt":"2026-01-01","expiresAt":"2026-01-02"}\n',
       }),
     );
-    const t = tenant.id;
-    const users = await client.enqueue('load-fixtures', {
-      tenant: t,
-      target: { store: 'postgres', name: 'users' },
-      schema: 'users',
-      source: { type: 'file', path: path.join(tmp, 'a.ndjson') },
-    });
-    expect(await users.waitForResult()).toMatchObject({ loaded: 300, rejected: 0 });
-    const playlists = await client.enqueue('load-fixtures', {
-      tenant: t,
-      target: { store: 'postgres', name: 'playlists' },
-      schema: 'playlists',
-      source: { type: 'file', path: path.join(tmp, 'b.csv') },
-    });
-    expect(await playlists.waitForResult()).toMatchObject({ loaded: 50, rejected: 0 });
-    const json = await client.enqueue('load-fixtures', {
-      tenant: t,
-      target: { store: 'mongo', name: 'listening_events' },
-      schema: 'listening_events',
-      source: { type: 'file', path: path.join(tmp, 'c.json') },
-    });
-    expect(await json.waitForResult()).toMatchObject({ loaded: 40, rejected: 0 });
-    const s3 = await client.enqueue('load-fixtures', {
-      tenant: t,
-      target: { store: 'mongo', name: 'sessions' },
-      schema: 'sessions',
-      source: { type: 's3', url: `s3://${deps.env.DBFLEET_S3_BUCKET}/${key}` },
-    });
-    expect(await s3.waitForResult()).toMatchObject({ loaded: 1 });
+    const loads = [
+      [fileLoad(tenant.id, 'postgres', 'users', path.join(tmp, 'a.ndjson')), 300],
+      [fileLoad(tenant.id, 'postgres', 'playlists', path.join(tmp, 'b.csv')), 50],
+      [fileLoad(tenant.id, 'mongo', 'listening_events', path.join(tmp, 'c.json')), 40],
+      [
+        {
+          ...fileLoad(tenant.id, 'mongo', 'sessions', ''),
+          source: { type: 's3' as const, url: `s3://${deps.env.DBFLEET_S3_BUCKET}/${key}` },
+        },
+        1,
+      ],
+    ] as const;
+    for (const [payload, loaded] of loads) {
+      const job = await client.enqueue('load-fixtures', payload);
+      expect(await job.waitForResult(), payload.target.name).toMatchObject({ loaded, rejected: 0 });
+    }
     const played = await tenant.mongo.collection('listening_events').findOne({ _id: 'e3' as never });
     expect(played?.playedAt).toBeInstanceOf(Date);
   });

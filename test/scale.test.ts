@@ -3,6 +3,7 @@ import path from 'node:path';
 import { expect } from 'vitest';
 import { generateFile } from '../demo/generate.ts';
 import { test } from './support/fixtures.ts';
+import { countRows, fileLoad } from './support/loads.ts';
 
 const MILLION = 1_000_000;
 
@@ -13,17 +14,10 @@ test(
     const file = path.join(tmp, 'users.ndjson');
     await generateFile(file, { dataset: 'users', seed: 7, scale: MILLION, badRate: 0.01 });
     startWorker({ concurrency: 1 });
-    const job = await client.enqueue('load-fixtures', {
-      tenant: tenant.id,
-      target: { store: 'postgres', name: 'users' },
-      schema: 'users',
-      source: { type: 'file', path: file },
-    });
+    const job = await client.enqueue('load-fixtures', fileLoad(tenant.id, 'postgres', 'users', file));
     const result = await job.waitForResult({ timeoutMs: 600_000 });
     expect(result).toMatchObject({ read: MILLION, loaded: 990_000, rejected: 10_000 });
-    const count = await tenant.pg.withClient(async (c) =>
-      Number((await c.query('SELECT count(*) FROM users')).rows[0].count),
-    );
+    const count = await countRows(tenant, 'users');
     expect(count).toBe(990_000);
     // Every 100th line is bad: alternately a missing and a malformed email.
     const rejections = await deps.control.rejections(deps.prefix, job.id, 20_000);
@@ -41,12 +35,7 @@ test(
     const file = path.join(tmp, 'events.ndjson');
     await generateFile(file, { dataset: 'listening_events', seed: 7, scale: MILLION });
     startWorker({ concurrency: 1 });
-    const job = await client.enqueue('load-fixtures', {
-      tenant: tenant.id,
-      target: { store: 'mongo', name: 'listening_events' },
-      schema: 'listening_events',
-      source: { type: 'file', path: file },
-    });
+    const job = await client.enqueue('load-fixtures', fileLoad(tenant.id, 'mongo', 'listening_events', file));
     const result = await job.waitForResult({ timeoutMs: 900_000 });
     expect(result).toMatchObject({ read: MILLION, loaded: MILLION, rejected: 0 });
     expect(await tenant.mongo.collection('listening_events').countDocuments()).toBe(MILLION);

@@ -7,6 +7,7 @@ import type { Job } from 'bullmq';
 import { expect } from 'vitest';
 import { generateFile } from '../../demo/generate.ts';
 import { eventually, test, type TenantHandle } from '../support/fixtures.ts';
+import { countRows, fileLoad } from '../support/loads.ts';
 
 const ROWS = 1_000_000;
 const FAST_TAKEOVER = { DBFLEET_LOCK_DURATION_MS: '2000' };
@@ -28,19 +29,12 @@ test(
     const file = path.join(tmp, 'users.ndjson');
     await generateFile(file, { dataset: 'users', seed: 3, scale: ROWS });
     const first = await spawnWorker({ env: FAST_TAKEOVER });
-    const job = await client.enqueue('load-fixtures', {
-      tenant: tenant.id,
-      target: { store: 'postgres', name: 'users' },
-      schema: 'users',
-      source: { type: 'file', path: file },
-    });
+    const job = await client.enqueue('load-fixtures', fileLoad(tenant.id, 'postgres', 'users', file));
     const queue = client.queue('load-fixtures');
     await eventually(async () => loaded(await queue.getJob(job.id)) >= 200_000, 120_000, 20);
     first.proc.kill('SIGKILL');
     expect((await first.exited).signal).toBe('SIGKILL');
-    const beforeTakeover = await tenant.pg.withClient(async (c) =>
-      Number((await c.query('SELECT count(*) FROM users')).rows[0].count),
-    );
+    const beforeTakeover = await countRows(tenant, 'users');
     expect(beforeTakeover).toBeGreaterThan(0);
     expect(beforeTakeover).toBeLessThan(ROWS);
 
@@ -66,13 +60,10 @@ test(
     await generateFile(file, { dataset: 'users', seed: 4, scale: 300_000 });
     const graceMs = 5_000;
     const first = await spawnWorker({ env: { DBFLEET_SHUTDOWN_GRACE_MS: String(graceMs) } });
-    const job = await client.enqueue('load-fixtures', {
-      tenant: tenant.id,
-      target: { store: 'postgres', name: 'users' },
-      schema: 'users',
-      source: { type: 'file', path: file },
-      batchSize: 5_000,
-    });
+    const job = await client.enqueue(
+      'load-fixtures',
+      fileLoad(tenant.id, 'postgres', 'users', file, { batchSize: 5_000 }),
+    );
     const queue = client.queue('load-fixtures');
     await eventually(async () => loaded(await queue.getJob(job.id)) > 0, 60_000, 20);
     const signalled = Date.now();
@@ -89,9 +80,7 @@ test(
     const result = await job.waitForResult({ timeoutMs: 120_000 });
     expect(result.resumedFrom).toBeGreaterThan(0);
     expect(result.loaded).toBe(300_000);
-    const count = await tenant.pg.withClient(async (c) =>
-      Number((await c.query('SELECT count(*) FROM users')).rows[0].count),
-    );
+    const count = await countRows(tenant, 'users');
     expect(count).toBe(300_000);
   },
 );

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { expect } from 'vitest';
 import { generateFile } from '../../demo/generate.ts';
 import { eventually, ROOT, test } from '../support/fixtures.ts';
+import { countRows, fileLoad } from '../support/loads.ts';
 
 test(
   'a job survives a PostgreSQL restart: retried with backoff, exact count',
@@ -13,13 +14,10 @@ test(
     const file = path.join(tmp, 'users.ndjson');
     await generateFile(file, { dataset: 'users', seed: 5, scale: rows });
     startWorker({ concurrency: 1 });
-    const job = await client.enqueue('load-fixtures', {
-      tenant: tenant.id,
-      target: { store: 'postgres', name: 'users' },
-      schema: 'users',
-      source: { type: 'file', path: file },
-      batchSize: 5_000,
-    });
+    const job = await client.enqueue(
+      'load-fixtures',
+      fileLoad(tenant.id, 'postgres', 'users', file, { batchSize: 5_000 }),
+    );
     const queue = client.queue('load-fixtures');
     await eventually(
       async () => ((await queue.getJob(job.id))?.progress as { records?: number })?.records ?? 0,
@@ -35,9 +33,7 @@ test(
     const finished = await queue.getJob(job.id);
     expect(finished!.attemptsMade).toBeGreaterThanOrEqual(1); // at least one failed attempt before success
     expect(result.resumedFrom).toBeGreaterThan(0);
-    const count = await tenant.pg.withClient(async (c) =>
-      Number((await c.query('SELECT count(*) FROM users')).rows[0].count),
-    );
+    const count = await countRows(tenant, 'users');
     expect(count).toBe(rows);
     const audit = await deps.control.jobRun(deps.prefix, 'load-fixtures', job.id);
     expect(audit).toMatchObject({ status: 'completed' });
