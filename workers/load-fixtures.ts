@@ -17,7 +17,7 @@ import type { Payload, Result as Results } from '../queues/index.ts';
 type Result = Results<'load-fixtures'>;
 
 const SAMPLE_REJECTIONS = 20;
-const YIELD_EVERY = 500;
+const YIELD_EVERY = 100;
 
 function fixtureSchema(ctx: JobContext, name: string | undefined): z.ZodObject | undefined {
   if (!name) return undefined;
