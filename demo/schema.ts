@@ -5,7 +5,6 @@
 import type { Db } from 'mongodb';
 import type { TenantPostgres } from '../src/stores/postgres.ts';
 
-export const postgresTables = ['users', 'playlists', 'playlist_tracks', 'consent'] as const;
 export const mongoCollections = ['sessions', 'listening_events', 'audit_log'] as const;
 
 const DDL = `
