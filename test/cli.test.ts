@@ -1,0 +1,67 @@
+/** The operator's CLI, run as a user runs it (bin/dbfleet), against the real services. */
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { expect } from 'vitest';
+import { ROOT, test, uniqueId } from './support/fixtures.ts';
+
+const run = promisify(execFile);
+
+test('tenants, enqueue, jobs and queues commands', async ({ env, startWorker, deps, client }) => {
+  const cli = (...args: string[]) =>
+    run(path.join(ROOT, 'bin/dbfleet'), args, {
+      env: { ...process.env, DBFLEET_PREFIX: env.DBFLEET_PREFIX, DBFLEET_LOG_LEVEL: 'warn' },
+    });
+  const tenant = uniqueId('cli');
+  expect((await cli('tenants', 'add', tenant, '--demo-schema')).stdout).toContain(
+    `${tenant}: added (schema and database t_${tenant})`,
+  );
+  expect(JSON.parse((await cli('tenants', 'list')).stdout).map((t: { id: string }) => t.id)).toContain(
+    tenant,
+  );
+
+  startWorker();
+  const payload = JSON.stringify({
+    tenant,
+    target: { store: 'mongo', name: 'sessions' },
+    schema: 'sessions',
+    source: {
+      type: 'inline',
+      rows: [{ _id: 'a', userId: 1, device: 'tv', createdAt: '2026-01-01', expiresAt: '2026-01-02' }],
+    },
+  });
+  const { stdout } = await cli(
+    'enqueue',
+    'load-fixtures',
+    payload,
+    '--key',
+    'cli-1',
+    '--wait',
+    '--requested-by',
+    'ops',
+  );
+  const [enqueued] = stdout.split('\n}\n');
+  const id = (JSON.parse(`${enqueued}\n}`) as { id: string }).id;
+  expect(stdout).toMatch(/"loaded": 1/);
+
+  const shown = JSON.parse((await cli('jobs', 'show', 'load-fixtures', id)).stdout);
+  expect(shown).toMatchObject({
+    state: 'completed',
+    audit: { status: 'completed', requested_by: 'ops', tenant },
+  });
+
+  await cli('queues', 'pause', 'backup');
+  expect(await client.queue('backup').isPaused()).toBe(true);
+  await cli('queues', 'resume', 'backup');
+  expect(await client.queue('backup').isPaused()).toBe(false);
+
+  const bad = cli('enqueue', 'backup', '{"tenant":"Not A Tenant"}');
+  await expect(bad).rejects.toMatchObject({
+    code: 1,
+    stderr: expect.stringMatching(/backup payload is invalid: tenant: must be a tenant id/),
+  });
+  await deps.postgres
+    .pool(deps.tenants.locate(tenant).postgresUrl)
+    .query(`DROP SCHEMA "t_${tenant}" CASCADE`);
+  await deps.mongo.db(deps.tenants.locate(tenant).mongoUrl, `t_${tenant}`).dropDatabase();
+});
