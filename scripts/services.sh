@@ -148,7 +148,7 @@ mongo_up() {
   mkdir -p "$STATE/ferretdb-data" "$STATE/ferretdb-state"
   nohup "$bin" --listen-addr="127.0.0.1:$MONGO_PORT" --handler=sqlite \
     --sqlite-url="file:$STATE/ferretdb-data/" --state-dir="$STATE/ferretdb-state" \
-    --telemetry=disable --log-level=warn >"$STATE/log/mongo.log" 2>&1 &
+    --telemetry=disable --log-level=warn --debug-addr=- >"$STATE/log/mongo.log" 2>&1 &
   echo $! >"$STATE/run/mongo.pid"
   wait_port mongo "$MONGO_PORT" 20
 }
