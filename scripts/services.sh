@@ -65,7 +65,11 @@ apt_install() { # installs the Debian packages named, once
 
 # ---------------------------------------------------------------------------------------- Redis
 redis_up() {
-  port_open "$REDIS_PORT" && return 0
+  if port_open "$REDIS_PORT"; then
+    # Whoever started it (a distribution's service, say), BullMQ needs it never to evict keys.
+    redis-cli -p "$REDIS_PORT" config set maxmemory-policy noeviction >/dev/null 2>&1 || true
+    return 0
+  fi
   command -v redis-server >/dev/null || apt_install redis-server
   # Debian's package starts its own instance on 6379 through systemd where systemd runs; we do not
   # rely on it: our instance has no persistence and never evicts (BullMQ requires noeviction).
