@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { Queue, Worker } from 'bullmq';
 import { createClient } from '../src/client/client.ts';
 import { loadEnv } from '../src/config/env.ts';
-import { addTenant } from '../src/control/provision.ts';
+import { addTenant, dropTenantData, tenantStores } from '../src/control/provision.ts';
 import { createLogger } from '../src/logger.ts';
 import { closeDeps, createDeps, type FleetDeps } from '../src/runtime/deps.ts';
 import type { Handler } from '../src/runtime/handler.ts';
@@ -181,13 +181,8 @@ async function main() {
   const tenant = `bench${run}`;
   try {
     await deps.control.migrate();
-    await addTenant(deps, tenant);
-    const at = deps.tenants.locate(tenant);
-    const { tenantPostgres } = await import('../src/stores/postgres.ts');
-    await createDemoSchema(
-      tenantPostgres(deps.postgres.pool(at.postgresUrl), at.namespace),
-      deps.mongo.db(at.mongoUrl, at.namespace),
-    );
+    const { pg, mongo } = await addTenant(deps, tenant);
+    await createDemoSchema(pg, mongo);
     const noop = await noopThroughput(deps, tenant);
     console.log('(a) no-op throughput', noop);
     const load = await loadVersusCopy(deps, tenant, dir);
@@ -199,9 +194,7 @@ async function main() {
       JSON.stringify(results, null, 2),
     );
   } finally {
-    const at = deps.tenants.locate(tenant);
-    await deps.postgres.pool(at.postgresUrl).query(`DROP SCHEMA IF EXISTS "${at.namespace}" CASCADE`);
-    await deps.mongo.db(at.mongoUrl, at.namespace).dropDatabase();
+    await dropTenantData(tenantStores(deps, tenant));
     await rm(dir, { recursive: true, force: true });
     await closeDeps(deps);
   }

@@ -114,21 +114,14 @@ tenants
   .argument('<ids...>')
   .option('--demo-schema', "also create the demo app's tables and collections")
   .action(async (ids: string[], o: { demoSchema?: boolean }) => {
-    const [{ addTenant }, { createDemoSchema }, { tenantPostgres }] = await Promise.all([
+    const [{ addTenant }, { createDemoSchema }] = await Promise.all([
       import('../control/provision.ts'),
       import('../../demo/schema.ts'),
-      import('../stores/postgres.ts'),
     ]);
     await withDeps(async (deps) => {
       for (const id of ids) {
-        const { created, namespace } = await addTenant(deps, id);
-        if (o.demoSchema) {
-          const at = deps.tenants.locate(id);
-          await createDemoSchema(
-            tenantPostgres(deps.postgres.pool(at.postgresUrl), namespace),
-            deps.mongo.db(at.mongoUrl, namespace),
-          );
-        }
+        const { created, namespace, pg, mongo } = await addTenant(deps, id);
+        if (o.demoSchema) await createDemoSchema(pg, mongo);
         print(`${id}: ${created ? 'added' : 'already present'} (schema and database ${namespace})`);
       }
     });

@@ -12,11 +12,11 @@ import { test as base } from 'vitest';
 import demoConfig from '../../dbfleet.config.ts';
 import { createClient, type FleetClient } from '../../src/client/client.ts';
 import { loadEnv, type Env } from '../../src/config/env.ts';
-import { addTenant } from '../../src/control/provision.ts';
+import { addTenant, dropTenantData } from '../../src/control/provision.ts';
 import { createLogger } from '../../src/logger.ts';
 import { closeDeps, createDeps, type FleetDeps } from '../../src/runtime/deps.ts';
 import { startWorker, type FleetWorker, type WorkerOptions } from '../../src/runtime/worker.ts';
-import { tenantPostgres, type TenantPostgres } from '../../src/stores/postgres.ts';
+import type { TenantPostgres } from '../../src/stores/postgres.ts';
 import { createDemoSchema } from '../../demo/schema.ts';
 import { handlers } from '../../workers/index.ts';
 import type { Db } from 'mongodb';
@@ -97,17 +97,10 @@ export const test = base.extend<Fixtures>({
 
   tenant: async ({ deps }, use) => {
     const id = uniqueId('t');
-    const { namespace } = await addTenant(deps, id);
-    const at = deps.tenants.locate(id);
-    const handle = {
-      id,
-      pg: tenantPostgres(deps.postgres.pool(at.postgresUrl), namespace),
-      mongo: deps.mongo.db(at.mongoUrl, namespace),
-    };
-    await createDemoSchema(handle.pg, handle.mongo);
-    await use(handle);
-    await deps.postgres.pool(at.postgresUrl).query(`DROP SCHEMA IF EXISTS "${namespace}" CASCADE`);
-    await handle.mongo.dropDatabase();
+    const { pg, mongo } = await addTenant(deps, id);
+    await createDemoSchema(pg, mongo);
+    await use({ id, pg, mongo });
+    await dropTenantData({ namespace: pg.schema, pg, mongo });
   },
 
   client: async ({ deps }, use) => {
