@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the services dbfleet needs on loopback: Redis, PostgreSQL, a MongoDB-compatible server
-# (FerretDB 1.x on SQLite) and an S3-compatible server (s3rver). Idempotent: when everything already
+# (mongo-java-server by default, FerretDB 1.x on SQLite with DBFLEET_MONGO_SERVER=ferretdb) and an
+# S3-compatible server (s3rver). Idempotent: when everything already
 # answers it only prints the environment, in well under five seconds.
 #
 #   scripts/services.sh up        install what is missing, start what is down, print the environment
@@ -21,6 +22,10 @@ PG_PORT=${DBFLEET_PG_PORT:-5432}
 MONGO_PORT=${DBFLEET_MONGO_PORT:-27017}
 S3_PORT=${DBFLEET_S3_PORT:-9000}
 FERRETDB_VERSION=v1.24.2
+# FerretDB 1.24 rewrites a document with a scan of the whole collection (SQLite backend) and never
+# finishes bulk updates, so million-document backfills cannot run on it; mongo-java-server can.
+MONGO_SERVER=${DBFLEET_MONGO_SERVER:-mongo-java-server}
+MJS_HEAP=${DBFLEET_MONGO_HEAP:-6g}
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 PGDATA="$STATE/pg"
 mkdir -p "$STATE/log" "$STATE/bin" "$STATE/run"
@@ -145,16 +150,37 @@ ferretdb_build() {
   echo "$bin"
 }
 
+mongo_java_server_build() { # fetches the jars from Maven Central and compiles the launcher, once
+  local dir="$STATE/mongo-java-server" src="$ROOT/scripts/mongo-java-server"
+  if [ ! -f "$dir/out/Main.class" ] || [ "$src/Main.java" -nt "$dir/out/Main.class" ]; then
+    command -v mvn >/dev/null || apt_install maven
+    log "fetching mongo-java-server from Maven Central (once; cached in $dir)"
+    mkdir -p "$dir/out"
+    (mvn -q -f "$src/pom.xml" dependency:copy-dependencies -DoutputDirectory="$dir/lib" &&
+      javac -cp "$dir/lib/*" -d "$dir/out" "$src/Main.java") >"$STATE/log/mongo-build.log" 2>&1 ||
+      { tail -n 20 "$STATE/log/mongo-build.log" >&2; return 1; }
+  fi
+  echo "$dir"
+}
+
 mongo_up() {
   port_open "$MONGO_PORT" && return 0
-  local bin
-  bin=$(ferretdb_build)
-  mkdir -p "$STATE/ferretdb-data" "$STATE/ferretdb-state"
-  nohup "$bin" --listen-addr="127.0.0.1:$MONGO_PORT" --handler=sqlite \
-    --sqlite-url="file:$STATE/ferretdb-data/" --state-dir="$STATE/ferretdb-state" \
-    --telemetry=disable --log-level=warn --debug-addr=- >"$STATE/log/mongo.log" 2>&1 &
+  if [ "$MONGO_SERVER" = ferretdb ]; then
+    local bin
+    bin=$(ferretdb_build)
+    mkdir -p "$STATE/ferretdb-data" "$STATE/ferretdb-state"
+    nohup "$bin" --listen-addr="127.0.0.1:$MONGO_PORT" --handler=sqlite \
+      --sqlite-url="file:$STATE/ferretdb-data/" --state-dir="$STATE/ferretdb-state" \
+      --telemetry=disable --log-level=warn --debug-addr=- >"$STATE/log/mongo.log" 2>&1 &
+  else
+    local dir
+    dir=$(mongo_java_server_build)
+    # In memory: data lives as long as the process (a restart starts empty).
+    nohup java "-Xmx$MJS_HEAP" -XX:+UseParallelGC -cp "$dir/lib/*:$dir/out" Main 127.0.0.1 "$MONGO_PORT" \
+      >"$STATE/log/mongo.log" 2>&1 &
+  fi
   echo $! >"$STATE/run/mongo.pid"
-  wait_port mongo "$MONGO_PORT" 20
+  wait_port mongo "$MONGO_PORT" 60
 }
 mongo_down() { [ -f "$STATE/run/mongo.pid" ] && kill "$(cat "$STATE/run/mongo.pid")" 2>/dev/null || true; }
 

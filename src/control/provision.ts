@@ -1,6 +1,7 @@
 /** `dbfleet tenants add`: register a tenant and create its PostgreSQL schema and MongoDB database. */
 import type { Db } from 'mongodb';
 import { quoteIdent } from '../stores/identifiers.ts';
+import { collectionExists } from '../stores/mongo.ts';
 import { tenantPostgres, type TenantPostgres } from '../stores/postgres.ts';
 import type { FleetDeps } from '../runtime/deps.ts';
 
@@ -24,9 +25,7 @@ export async function addTenant(deps: FleetDeps, id: string): Promise<{ created:
   const stores = tenantStores(deps, id);
   await stores.pg.withClient((c) => c.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(stores.namespace)}`));
   // A MongoDB database exists once it holds a collection.
-  const names = (await stores.mongo.listCollections({ name: '_dbfleet_meta' }, { nameOnly: true }).toArray())
-    .length;
-  if (names === 0)
+  if (!(await collectionExists(stores.mongo, '_dbfleet_meta')))
     await stores.mongo.createCollection('_dbfleet_meta').catch((err: { code?: number }) => {
       if (err.code !== 48) throw err; // NamespaceExists: another process created it first
     });

@@ -33,3 +33,12 @@ export class MongoClients {
     await Promise.all(clients.map((c) => c.close()));
   }
 }
+
+/**
+ * Whether a collection exists. Filters the names here rather than in `listCollections`, because
+ * mongo-java-server ignores that filter; a tenant database holds a handful of collections.
+ */
+export async function collectionExists(db: Db, name: string): Promise<boolean> {
+  const names = await db.listCollections({}, { nameOnly: true }).toArray();
+  return names.some((c) => c.name === name);
+}

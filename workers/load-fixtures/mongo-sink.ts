@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { MongoBulkWriteError, ObjectId, type Db, type Document } from 'mongodb';
 import { PermanentError } from '../../src/errors.ts';
+import { collectionExists } from '../../src/stores/mongo.ts';
 import type { Checkpoint } from '../../src/runtime/checkpoint.ts';
 import type { Progress, Rejection, Row, Sink } from './sink.ts';
 
@@ -74,7 +75,7 @@ export function mongoSink(o: MongoSinkOptions): Sink {
 
   return {
     async prepare() {
-      const exists = await o.db.listCollections({ name: o.collection }, { nameOnly: true }).hasNext();
+      const exists = await collectionExists(o.db, o.collection);
       if (!exists)
         throw new PermanentError(
           'undefined_collection',
