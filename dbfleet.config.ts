@@ -2,11 +2,17 @@
  * The demo deployment's config module. A real deployment writes its own, with the same shape.
  * Secrets never go here: a tenant on its own cluster names the environment variable with its URL.
  */
+import path from 'node:path';
 import { defineConfig } from './src/config/define.ts';
 import { fixtures } from './demo/fixtures.ts';
 
 export default defineConfig({
   fixtures,
+  // Resolved against this file, so any working folder works.
+  migrations: {
+    postgres: path.join(import.meta.dirname, 'migrations/postgres'),
+    mongo: path.join(import.meta.dirname, 'migrations/mongo'),
+  },
   tenants: {
     // big_label: { postgresUrlEnv: 'BIG_LABEL_POSTGRES_URL', mongoUrlEnv: 'BIG_LABEL_MONGO_URL' },
   },

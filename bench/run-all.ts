@@ -23,7 +23,6 @@ import { closeDeps, createDeps, type FleetDeps } from '../src/runtime/deps.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 import { startWorker } from '../src/runtime/worker.ts';
 import { handlers } from '../workers/index.ts';
-import { createDemoSchema } from '../demo/schema.ts';
 import { generateFile } from '../demo/generate.ts';
 import config from '../dbfleet.config.ts';
 
@@ -181,8 +180,7 @@ async function main() {
   const tenant = `bench${run}`;
   try {
     await deps.control.migrate();
-    const { pg, mongo } = await addTenant(deps, tenant);
-    await createDemoSchema(pg, mongo);
+    await addTenant(deps, tenant);
     const noop = await noopThroughput(deps, tenant);
     console.log('(a) no-op throughput', noop);
     const load = await loadVersusCopy(deps, tenant, dir);

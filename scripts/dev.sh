@@ -18,7 +18,7 @@ if [ "${1:-up}" = down ]; then stop; exit 0; fi
 eval "$(scripts/services.sh up)"
 export DBFLEET_FILE_ROOTS="$RUN/demo" DBFLEET_LOG_LEVEL=${DBFLEET_LOG_LEVEL:-info}
 
-bin/dbfleet tenants add demo --demo-schema
+bin/dbfleet tenants add demo
 for d in users:$SCALE playlists:$((SCALE / 2)) sessions:$SCALE listening_events:$((SCALE * 10)); do
   name=${d%%:*} rows=${d##*:} file="$RUN/demo/$name-$rows.ndjson"
   [ -f "$file" ] || bin/dbfleet demo generate --dataset "$name" --scale "$rows" --seed 42 --out "$file"

@@ -13,8 +13,8 @@ test('tenants, enqueue, jobs and queues commands', async ({ env, startWorker, de
       env: { ...process.env, DBFLEET_PREFIX: env.DBFLEET_PREFIX, DBFLEET_LOG_LEVEL: 'warn' },
     });
   const tenant = uniqueId('cli');
-  expect((await cli('tenants', 'add', tenant, '--demo-schema')).stdout).toContain(
-    `${tenant}: added (schema and database t_${tenant})`,
+  expect((await cli('tenants', 'add', tenant)).stdout).toContain(
+    `${tenant}: added (schema and database t_${tenant}; postgres at 2, mongo at 2)`,
   );
   expect(JSON.parse((await cli('tenants', 'list')).stdout).map((t: { id: string }) => t.id)).toContain(
     tenant,

@@ -6,10 +6,11 @@
 import type { JobName } from '../queues/index.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 import { loadFixtures } from './load-fixtures.ts';
+import { migrate } from './migrate.ts';
 
 export const handlers = {
   'load-fixtures': loadFixtures,
-  migrate: null,
+  migrate,
   backup: null,
   restore: null,
   cleanup: null,

@@ -110,19 +110,21 @@ program
 const tenants = program.command('tenants').description('manage tenants');
 tenants
   .command('add')
-  .description('register tenants and create their PostgreSQL schema and MongoDB database')
+  .description('register tenants, create their PostgreSQL schema and MongoDB database, migrate them')
   .argument('<ids...>')
-  .option('--demo-schema', "also create the demo app's tables and collections")
-  .action(async (ids: string[], o: { demoSchema?: boolean }) => {
-    const [{ addTenant }, { createDemoSchema }] = await Promise.all([
-      import('../control/provision.ts'),
-      import('../../demo/schema.ts'),
-    ]);
+  .option('--no-migrate', 'do not bring the new stores to the latest migration')
+  .action(async (ids: string[], o: { migrate: boolean }) => {
+    const { addTenant } = await import('../control/provision.ts');
     await withDeps(async (deps) => {
       for (const id of ids) {
-        const { created, namespace, pg, mongo } = await addTenant(deps, id);
-        if (o.demoSchema) await createDemoSchema(pg, mongo);
-        print(`${id}: ${created ? 'added' : 'already present'} (schema and database ${namespace})`);
+        const { created, namespace, migrated } = await addTenant(deps, id, {
+          migrate: o.migrate,
+          requestedBy: process.env.USER ?? 'cli',
+        });
+        const at = migrated?.stores.map((s) => `${s.store} at ${s.current ?? 'none'}`).join(', ');
+        print(
+          `${id}: ${created ? 'added' : 'already present'} (schema and database ${namespace}${at ? `; ${at}` : ''})`,
+        );
       }
     });
   });

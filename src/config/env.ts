@@ -38,6 +38,10 @@ const schema = z.object({
   DBFLEET_SHUTDOWN_GRACE_MS: int(100, 600_000).default(25_000),
   /** How long a worker holds a job's lock between renewals; a killed worker's job is taken over after it. */
   DBFLEET_LOCK_DURATION_MS: int(1_000, 600_000).default(30_000),
+  /** MongoDB migration lock lease: a killed runner's lock is taken over this long after its last renewal. */
+  DBFLEET_MIGRATE_LEASE_MS: int(1_000, 3_600_000).default(30_000),
+  /** How long a migration run waits for another runner's lock on the same tenant store before retrying. */
+  DBFLEET_MIGRATE_LOCK_WAIT_MS: int(0, 3_600_000).default(120_000),
   DBFLEET_BOARD_HOST: z.string().default('127.0.0.1'),
   DBFLEET_BOARD_PORT: int(0, 65_535).default(3000),
   DBFLEET_BOARD_USER: z.string().min(1).optional(),

@@ -1,7 +1,8 @@
-/** `dbfleet tenants add`: register a tenant and create its PostgreSQL schema and MongoDB database. */
+/** `dbfleet tenants add`: register a tenant, create its PostgreSQL schema and MongoDB database, migrate them. */
 import type { Db } from 'mongodb';
 import { quoteIdent } from '../stores/identifiers.ts';
 import { collectionExists } from '../stores/mongo.ts';
+import { migrateTenant, type TenantOutcome } from '../migrations/migrator.ts';
 import { tenantPostgres, type TenantPostgres } from '../stores/postgres.ts';
 import type { FleetDeps } from '../runtime/deps.ts';
 
@@ -21,7 +22,21 @@ export function tenantStores(deps: FleetDeps, id: string): TenantStores {
   };
 }
 
-export async function addTenant(deps: FleetDeps, id: string): Promise<{ created: boolean } & TenantStores> {
+export interface AddedTenant extends TenantStores {
+  created: boolean;
+  /** What migrating the new tenant to the latest version did (absent with `migrate: false`). */
+  migrated?: TenantOutcome;
+}
+
+/**
+ * Registers a tenant, creates its schema and database, and brings both to the latest migration (the
+ * config module's folders), unless `migrate: false`. Safe to repeat.
+ */
+export async function addTenant(
+  deps: FleetDeps,
+  id: string,
+  options: { migrate?: boolean; requestedBy?: string } = {},
+): Promise<AddedTenant> {
   const stores = tenantStores(deps, id);
   await stores.pg.withClient((c) => c.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(stores.namespace)}`));
   // A MongoDB database exists once it holds a collection.
@@ -30,7 +45,16 @@ export async function addTenant(deps: FleetDeps, id: string): Promise<{ created:
       if (err.code !== 48) throw err; // NamespaceExists: another process created it first
     });
   const created = await deps.control.addTenant(id);
-  return { created, ...stores };
+  if (options.migrate === false) return { created, ...stores };
+  const migrated = await migrateTenant(deps, id, {
+    action: 'apply',
+    direction: 'up',
+    dryRun: false,
+    store: 'both',
+    jobId: null,
+    requestedBy: options.requestedBy ?? 'tenants add',
+  });
+  return { created, migrated, ...stores };
 }
 
 /** Drops a tenant's schema and database (its control-database records stay): for tests and benches. */

@@ -10,6 +10,8 @@ export interface JobEnvelope<P = unknown> {
   v: 1;
   payload: P;
   requestedBy?: string;
+  /** Set once a job has added its child jobs (fan-out), so that its second run does not add them again. */
+  fannedOut?: boolean;
 }
 
 /** Validates a payload against its contract; throws a ValidationError naming every bad field. */

@@ -7,6 +7,8 @@ import type { ObjectStore } from '../storage/object-store.ts';
 import type { TenantPostgres } from '../stores/postgres.ts';
 import type { Checkpoint } from './checkpoint.ts';
 import type { S3Client } from '@aws-sdk/client-s3';
+import type { FanOut } from './fan-out.ts';
+import type { FleetDeps } from './deps.ts';
 
 export interface JobContext {
   job: { id: string; queue: string; attempt: number; prefix: string };
@@ -28,6 +30,12 @@ export interface JobContext {
   control: ControlDb;
   progress(value: number | object): Promise<void>;
   checkpoint: Checkpoint;
+  /** Runs child jobs and returns their outcomes (fan-out.ts). One fan-out per job. */
+  fanOut: FanOut;
+  /** The whole composition root, for jobs that orchestrate stores themselves (migrate). */
+  deps: FleetDeps;
+  /** Who asked for the job, as recorded in the audit log. */
+  requestedBy: string | undefined;
   /** Throws an InterruptedError if the signal has fired; call between batches. */
   throwIfInterrupted(): void;
 }

@@ -2,7 +2,7 @@
  * Runs one attempt of one job: validate again, audit, build the context, run the handler under a
  * timeout, and turn the outcome into what BullMQ needs (result, retry, fail at once, or hand back).
  */
-import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
+import { UnrecoverableError, WaitingChildrenError, WaitingError, type Job } from 'bullmq';
 import { catalog, type JobName } from '../../queues/index.ts';
 import { classifyError, InterruptedError, PermanentError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -10,6 +10,7 @@ import { parsePayload, payloadDigest, redactPaths, tenantOf, type JobEnvelope } 
 import type { FleetMetrics } from '../metrics.ts';
 import { tenantPostgres, type TenantPostgres } from '../stores/postgres.ts';
 import { redisCheckpoint } from './checkpoint.ts';
+import { fanOutFor } from './fan-out.ts';
 import type { JobContext } from './context.ts';
 import type { FleetDeps } from './deps.ts';
 import type { AnyHandler } from './handler.ts';
@@ -108,6 +109,9 @@ export async function processJob(
         `${deps.prefix}:${type}:${job.id}:checkpoint`,
         contract.policy.keepFailed.ageSeconds,
       ),
+      fanOut: fanOutFor(deps, job, token),
+      deps,
+      requestedBy: job.data?.requestedBy,
       throwIfInterrupted() {
         if (signal.aborted) throw new InterruptedError(timedOut ? 'timed out' : 'worker shutting down');
       },
@@ -128,6 +132,8 @@ export async function processJob(
     if (deps.log.isLevelEnabled('info')) log().info({ durationMs: Math.round(durationMs) }, 'job completed');
     return result;
   } catch (err) {
+    // Parked until its child jobs finish (fan-out): not a failure; BullMQ runs it again after.
+    if (err instanceof WaitingChildrenError) throw err;
     const durationMs = performance.now() - started;
     const c = classifyError(err);
     const handBack = opts.shutdown.aborted && c.code === 'interrupted' && token;

@@ -17,7 +17,6 @@ import { createLogger } from '../../src/logger.ts';
 import { closeDeps, createDeps, type FleetDeps } from '../../src/runtime/deps.ts';
 import { startWorker, type FleetWorker, type WorkerOptions } from '../../src/runtime/worker.ts';
 import type { TenantPostgres } from '../../src/stores/postgres.ts';
-import { createDemoSchema } from '../../demo/schema.ts';
 import { handlers } from '../../workers/index.ts';
 import type { Db } from 'mongodb';
 
@@ -98,7 +97,6 @@ export const test = base.extend<Fixtures>({
   tenant: async ({ deps }, use) => {
     const id = uniqueId('t');
     const { pg, mongo } = await addTenant(deps, id);
-    await createDemoSchema(pg, mongo);
     await use({ id, pg, mongo });
     await dropTenantData({ namespace: pg.schema, pg, mongo });
   },
