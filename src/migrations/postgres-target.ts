@@ -73,6 +73,9 @@ export function postgresTarget(o: PostgresTargetOptions): MigrationTarget<Postgr
     async withLock(fn) {
       // Both keys are 32-bit hashes: one for "dbfleet migrate", one for the schema.
       const key = [`hashtext('dbfleet.migrate')`, `hashtext($1)`].join(', ');
+      // PostgreSQL frees a session's advisory locks when the session ends, but notices a vanished
+      // client mid-statement only if asked to look: a killed runner's lock must not outlive it.
+      await client.query(`SET client_connection_check_interval = 1000`);
       await client.query(`SET lock_timeout = ${Math.round(o.lockWaitMs)}`);
       try {
         await client.query(`SELECT pg_advisory_lock(${key})`, [o.schema]);
