@@ -3,9 +3,13 @@ import type { Payload } from '../queues/index.ts';
 import { tenantStores } from '../src/control/provision.ts';
 import { migrateTenant } from '../src/migrations/migrator.ts';
 import { expect, test, uniqueId, type Deployment } from './support/migrations.ts';
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { ROOT } from './support/fixtures.ts';
+
+const execFileAsync = promisify(execFile);
 
 const demo = async (): Promise<{ postgres: Record<string, string>; mongo: Record<string, string> }> => ({
   postgres: {
@@ -274,4 +278,44 @@ test('dry run plans without changing anything; status; baseline adopts an existi
   await expect(d.client.enqueue('migrate', { tenant, direction: 'down' })).rejects.toThrow(
     'to: is required going down',
   );
+});
+
+test('CLI: migrate up --all through the queue, status --local, and exit code 1 when a tenant fails', async ({
+  deployment,
+}) => {
+  const d = await deployment({
+    postgres: { '0001_a.sql': 'CREATE TABLE a (id int);' },
+    mongo: {
+      '0001_a.ts': `export default { async up({ db, tenant }) {
+        if (tenant.startsWith('bad')) throw new Error('refusing ' + tenant);
+        await db.createCollection('a');
+      } };`,
+    },
+  });
+  const good = uniqueId('good');
+  const bad = uniqueId('bad');
+  await d.addTenants([good, bad]);
+  d.startWorker();
+  const cli = (...args: string[]) =>
+    execFileAsync(path.join(ROOT, 'bin/dbfleet'), args, {
+      env: {
+        ...process.env,
+        DBFLEET_PREFIX: d.env.DBFLEET_PREFIX,
+        DBFLEET_CONTROL_DATABASE_URL: d.env.DBFLEET_CONTROL_DATABASE_URL,
+        DBFLEET_TENANT_POSTGRES_URL: d.env.DBFLEET_TENANT_POSTGRES_URL,
+        DBFLEET_CONFIG: d.configFile,
+        DBFLEET_LOG_LEVEL: 'warn',
+      },
+    }).then(
+      (r) => ({ code: 0, stdout: r.stdout }),
+      (e: { code: number; stdout: string }) => ({ code: e.code, stdout: e.stdout }),
+    );
+  const up = await cli('migrate', 'up', '--all');
+  expect(up.code).toBe(1);
+  expect(up.stdout).toContain('2 tenant(s): 1 ok, 1 failed');
+  expect(up.stdout).toMatch(new RegExp(`${bad}.*0001_a\\.ts: refusing ${bad}`));
+  const status = await cli('migrate', 'status', '--tenant', good, '--local');
+  expect(status.code).toBe(0);
+  expect(status.stdout).toMatch(new RegExp(`${good}.*postgres.*ok.*'1'`));
+  expect(status.stdout).toContain('1 tenant(s): 1 ok, 0 failed');
 });

@@ -10,6 +10,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { isJobName, jobNames, type JobName } from '../../queues/index.ts';
 import { closeDeps } from '../runtime/deps.ts';
 import { bootstrap, onShutdownSignal, withClient, withDeps } from './bootstrap.ts';
+import { registerMigrate } from './migrate-command.ts';
 
 const int = (v: string) => {
   const n = Number(v);
@@ -213,6 +214,8 @@ for (const action of ['retry', 'remove'] as const) {
       }),
     );
 }
+
+registerMigrate(program, int);
 
 const demo = program.command('demo').description('the demo music-streaming app');
 demo
