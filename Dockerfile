@@ -9,6 +9,7 @@ COPY queues ./queues
 COPY workers ./workers
 COPY src ./src
 COPY demo ./demo
+COPY migrations ./migrations
 COPY dbfleet.config.ts ./
 COPY bin ./bin
 USER node
