@@ -227,6 +227,10 @@ test('down --to 1 then up: schema and data as before, in both stores', async ({ 
   const before = await snapshot();
   expect(before.events[0]).toMatchObject({ day: '2026-01-01' });
   expect(before.columns.map((c) => c.column_name)).toContain('email_domain');
+  const domains = await t!.pg.withClient((c) =>
+    c.query(`SELECT count(*)::int AS n FROM users WHERE email_domain = lower(split_part(email, '@', 2))`),
+  );
+  expect(domains.rows[0].n).toBe(2000); // the PostgreSQL backfill filled every row
 
   const down = await run(d, { tenant, direction: 'down', to: '1' });
   expect(down.tenants.map((r) => ('reverted' in r ? r.reverted : []))).toEqual([
@@ -318,4 +322,39 @@ test('CLI: migrate up --all through the queue, status --local, and exit code 1 w
   expect(status.code).toBe(0);
   expect(status.stdout).toMatch(new RegExp(`${good}.*postgres.*ok.*'1'`));
   expect(status.stdout).toContain('1 tenant(s): 1 ok, 0 failed');
+});
+
+test('a migration marked no-transaction runs CREATE INDEX CONCURRENTLY, statement by statement', async ({
+  deployment,
+}) => {
+  const d = await deployment({
+    postgres: {
+      '0001_t.sql': 'CREATE TABLE t (a int, b text);',
+      '0002_indexes.sql': `-- migrate:no-transaction
+-- migrate:up
+CREATE INDEX CONCURRENTLY IF NOT EXISTS t_a ON t (a);
+CREATE INDEX CONCURRENTLY IF NOT EXISTS t_b ON t (b);
+-- migrate:down
+DROP INDEX CONCURRENTLY IF EXISTS t_b;
+DROP INDEX CONCURRENTLY IF EXISTS t_a;
+`,
+    },
+  });
+  const [t] = await d.addTenants([uniqueId('n')]);
+  const out = await migrateTenant(d.deps, t!.pg.schema.slice(2), {
+    action: 'apply',
+    direction: 'up',
+    dryRun: false,
+    store: 'postgres',
+    jobId: null,
+    requestedBy: 'test',
+  });
+  expect(out.stores[0]).toMatchObject({ applied: ['0001_t.sql', '0002_indexes.sql'], current: '2' });
+  const indexes = await t!.pg.withClient((c) =>
+    c.query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1 ORDER BY 1`, [t!.pg.schema]),
+  );
+  expect(indexes.rows.map((r) => r.indexname).filter((n) => !n.startsWith('_dbfleet'))).toEqual([
+    't_a',
+    't_b',
+  ]);
 });
