@@ -15,6 +15,8 @@ import type { JobContext } from './context.ts';
 import type { FleetDeps } from './deps.ts';
 import type { AnyHandler } from './handler.ts';
 
+const ACTIVE_AUDIT_AFTER_MS = 1_000;
+
 export interface ProcessOptions {
   deps: FleetDeps;
   metrics: FleetMetrics;
@@ -66,13 +68,17 @@ export async function processJob(
   if (opts.shutdown.aborted) onShutdown();
   else opts.shutdown.addEventListener('abort', onShutdown, { once: true });
   const signal = abort.signal;
+  let activeAudit: NodeJS.Timeout | undefined;
   metrics.inFlight.inc({ type, tenant });
   try {
-    // Audit first, so that even a job with a payload no worker accepts leaves a record of why. Not
-    // awaited: the group-committed audit log writes it with the next flush, before the final event.
-    deps.audit
-      .record({ ...auditBase, status: 'active' })
-      .catch((err: unknown) => log().warn({ err }, 'audit write failed'));
+    // A job still running after a moment gets an 'active' audit row, so operators see long jobs in
+    // flight. Short jobs skip it: their final row (written on every outcome, below) says it all, and
+    // a second upsert per job would double the control database's load at high job rates.
+    activeAudit = setTimeout(() => {
+      deps.audit
+        .record({ ...auditBase, status: 'active' })
+        .catch((err: unknown) => log().warn({ err }, 'audit write failed'));
+    }, ACTIVE_AUDIT_AFTER_MS);
     const payload = parsePayload(type, job.data?.payload);
     if (tenant !== 'all') await deps.tenants.assertKnown(tenant);
     const location = tenant === 'all' ? undefined : deps.tenants.locate(tenant);
@@ -163,6 +169,7 @@ export async function processJob(
     throw c.kind === 'permanent' ? new UnrecoverableError(reason) : new Error(reason);
   } finally {
     clearTimeout(timer);
+    clearTimeout(activeAudit);
     opts.shutdown.removeEventListener('abort', onShutdown);
     metrics.inFlight.dec({ type, tenant });
   }
