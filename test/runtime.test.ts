@@ -1,5 +1,6 @@
 /** The producer client and the worker runtime, with stand-in handlers on real Redis and PostgreSQL. */
-import { describe, expect } from 'vitest';
+import { describe, expect, vi } from 'vitest';
+import { catalog, type JobPolicy } from '../queues/index.ts';
 import { PermanentError, TransientError } from '../src/errors.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 import { servedQueues } from '../src/runtime/worker.ts';
@@ -72,6 +73,41 @@ describe('producer client', () => {
 });
 
 describe('worker runtime', () => {
+  test('a job past its timeout is signalled, retried as transient, then failed with the reason; the in-flight gauge counts it per tenant meanwhile', async ({
+    client,
+    tenant,
+    startWorker,
+  }) => {
+    // The policy is data: shorten this test's copy (this file runs in its own process).
+    const contract = catalog['load-fixtures'] as { policy: JobPolicy };
+    const original = contract.policy;
+    contract.policy = { ...original, timeoutMs: 300, attempts: 2, backoff: { delayMs: 50, jitter: 0 } };
+    try {
+      let started = 0;
+      const slow: Handler<'load-fixtures'> = async (_payload, ctx) => {
+        started++;
+        await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+        ctx.throwIfInterrupted();
+        return fakeResult;
+      };
+      const worker = startWorker({ handlers: { ...handlers, 'load-fixtures': slow } });
+      const job = await client.enqueue('load-fixtures', payload(tenant.id));
+      const inFlight = async () =>
+        (await worker.metrics.registry.getSingleMetric('dbfleet_jobs_in_flight')!.get()).values.find(
+          (v) => v.labels.tenant === tenant.id,
+        )?.value;
+      await vi.waitFor(async () => expect(await inFlight()).toBe(1));
+      await expect(job.waitForResult({ timeoutMs: 10_000 })).rejects.toThrow(
+        '[interrupted] interrupted: timed out',
+      );
+      expect(started).toBe(2);
+      expect((await client.queue('load-fixtures').getJob(job.id))!.attemptsMade).toBe(2);
+      expect(await inFlight()).toBe(0);
+    } finally {
+      contract.policy = original;
+    }
+  });
+
   test('a transient fault is retried with backoff until it succeeds', async ({
     client,
     tenant,
