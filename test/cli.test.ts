@@ -65,3 +65,15 @@ test('tenants, enqueue, jobs and queues commands', async ({ env, startWorker, de
     .query(`DROP SCHEMA "t_${tenant}" CASCADE`);
   await deps.mongo.db(deps.tenants.locate(tenant).mongoUrl, `t_${tenant}`).dropDatabase();
 });
+
+test('worker --metrics-port serves its Prometheus metrics on loopback', async ({ spawnWorker }) => {
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const worker = await spawnWorker({ args: ['--metrics-port', String(port)] });
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  expect(res.headers.get('content-type')).toContain('text/plain');
+  const text = await res.text();
+  expect(text).toContain('# TYPE dbfleet_jobs_in_flight gauge');
+  expect(text).toContain('# TYPE dbfleet_job_failures_total counter');
+  worker.proc.kill('SIGTERM');
+  expect((await worker.exited).code).toBe(0);
+});

@@ -44,7 +44,11 @@ interface Fixtures {
   tenant: TenantHandle;
   client: FleetClient;
   startWorker: (options?: Partial<WorkerOptions>) => FleetWorker;
-  spawnWorker: (options?: { concurrency?: number; env?: Record<string, string> }) => Promise<SpawnedWorker>;
+  spawnWorker: (options?: {
+    concurrency?: number;
+    env?: Record<string, string>;
+    args?: string[];
+  }) => Promise<SpawnedWorker>;
 }
 
 const openSockets = () =>
@@ -123,7 +127,7 @@ export const test = base.extend<Fixtures>({
       let output = '';
       const proc = spawn(
         path.join(ROOT, 'bin/dbfleet'),
-        ['worker', '--concurrency', String(options.concurrency ?? 1)],
+        ['worker', '--concurrency', String(options.concurrency ?? 1), ...(options.args ?? [])],
         {
           cwd: ROOT,
           env: {
