@@ -8,7 +8,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -84,7 +84,7 @@ async function migrateAll() {
     // Reference: the same SQL files (their up sections) with psql, one schema after another.
     const upSql = await Promise.all(
       files.map(async (f) => {
-        const text = await (await import('node:fs/promises')).readFile(path.join(folder, f), 'utf8');
+        const text = await readFile(path.join(folder, f), 'utf8');
         return text.split('-- migrate:down')[0]!;
       }),
     );
@@ -109,7 +109,7 @@ async function migrateAll() {
     for (const id of ids) await dropTenantData(tenantStores(deps, id)).catch(() => undefined);
     await closeDeps(deps);
     await admin(`DROP DATABASE IF EXISTS ${controlDb} WITH (FORCE)`);
-    await (await import('node:fs/promises')).rm(configFile, { force: true });
+    await rm(configFile, { force: true });
   }
 }
 

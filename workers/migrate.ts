@@ -2,9 +2,9 @@
  * migrate: one tenant's stores in this job, or, for `tenant: 'all'`, one child job per tenant (a
  * BullMQ flow) whose outcomes this job summarises. A failing tenant fails its own child job only.
  */
-import type { Payload, Result } from '../queues/index.ts';
-import type { StoreResult } from '../queues/migrate.ts';
+import type { Result } from '../queues/index.ts';
 import { migrateTenant } from '../src/migrations/migrator.ts';
+import { storeRows, summarise } from '../src/migrations/result.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 
 type MigrateResult = Result<'migrate'>;
@@ -43,29 +43,5 @@ export const migrate: Handler<'migrate'> = async (payload, ctx) => {
     ctx.log,
   );
   await ctx.progress({ tenant: payload.tenant, stores: outcome.stores.length });
-  return summarise(
-    payload,
-    outcome.stores.map((s): StoreResult => ({
-      tenant: payload.tenant,
-      store: s.store,
-      status: 'ok',
-      current: s.current,
-      applied: s.applied,
-      reverted: s.reverted,
-      pending: s.pending,
-      drifted: s.drifted.map(({ file, reason }) => ({ file, reason })),
-      repaired: s.repaired,
-    })),
-  );
+  return summarise(payload, storeRows(payload.tenant, outcome.stores));
 };
-
-function summarise(payload: Payload<'migrate'>, rows: MigrateResult['tenants']): MigrateResult {
-  const failedTenants = new Set(rows.filter((r) => r.status === 'failed').map((r) => r.tenant));
-  const all = new Set(rows.map((r) => r.tenant));
-  return {
-    action: payload.action,
-    dryRun: payload.dryRun,
-    tenants: rows,
-    summary: { tenants: all.size, ok: all.size - failedTenants.size, failed: failedTenants.size },
-  };
-}

@@ -52,9 +52,10 @@ export function printMigrateResult(result: Result<'migrate'>): void {
 }
 
 async function runLocal(payload: PayloadInput<'migrate'>): Promise<Result<'migrate'>> {
-  const [{ parsePayload }, { migrateTenant }] = await Promise.all([
+  const [{ parsePayload }, { migrateTenant }, { storeRows, summarise }] = await Promise.all([
     import('../jobs/envelope.ts'),
     import('../migrations/migrator.ts'),
+    import('../migrations/result.ts'),
   ]);
   const p = parsePayload('migrate', payload);
   return withDeps(async (deps) => {
@@ -68,24 +69,12 @@ async function runLocal(payload: PayloadInput<'migrate'>): Promise<Result<'migra
           jobId: null,
           requestedBy: process.env.USER ?? 'cli',
         });
-        for (const s of out.stores)
-          rows.push({
-            tenant,
-            status: 'ok',
-            ...s,
-            drifted: s.drifted.map(({ file, reason }) => ({ file, reason })),
-          });
+        rows.push(...storeRows(tenant, out.stores));
       } catch (err) {
         rows.push({ tenant, store: p.store, status: 'failed', error: classifyError(err).message });
       }
     }
-    const failed = new Set(rows.filter((r) => r.status === 'failed').map((r) => r.tenant)).size;
-    return {
-      action: p.action,
-      dryRun: p.dryRun,
-      tenants: rows,
-      summary: { tenants: ids.length, ok: ids.length - failed, failed },
-    };
+    return summarise(p, rows);
   });
 }
 

@@ -12,7 +12,7 @@ import { Queue, QueueEvents, type Job, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { catalog, type JobName, type PayloadInput, type Result } from '../../queues/index.ts';
 import { sameServer } from '../redis.ts';
-import { jobIdForKey, parsePayload, tenantOf, type JobEnvelope } from '../jobs/envelope.ts';
+import { buildJob, jobIdForKey } from '../jobs/envelope.ts';
 
 export interface EnqueueOptions {
   /** The same key (per job type) gives the same job while that job is retained. */
@@ -114,27 +114,17 @@ export function createClient(options: ClientOptions): FleetClient {
     },
   });
 
-  const envelope = <N extends JobName>(
-    type: N,
-    payload: PayloadInput<N>,
-    opts?: EnqueueOptions,
-  ): JobEnvelope => ({
-    v: 1,
-    payload: parsePayload(type, payload),
-    ...(opts?.requestedBy ? { requestedBy: opts.requestedBy } : {}),
-  });
-
   return {
     async enqueue(type, payload, opts) {
-      const data = envelope(type, payload, opts); // throws before touching Redis
-      const job = await queue(type).add(`${type}@${tenantOf(data.payload)}`, data, jobOptions(type, opts));
+      const { name, data } = buildJob(type, payload, opts?.requestedBy); // throws before touching Redis
+      const job = await queue(type).add(name, data, jobOptions(type, opts));
       return wrap(type, job);
     },
     async enqueueBulk(type, items) {
-      const prepared = items.map((i) => {
-        const data = envelope(type, i.payload, i.options);
-        return { name: `${type}@${tenantOf(data.payload)}`, data, opts: jobOptions(type, i.options) };
-      });
+      const prepared = items.map((i) => ({
+        ...buildJob(type, i.payload, i.options?.requestedBy),
+        opts: jobOptions(type, i.options),
+      }));
       const jobs = await queue(type).addBulk(prepared);
       return jobs.map((j) => wrap(type, j));
     },

@@ -21,6 +21,22 @@ export function parsePayload<N extends JobName>(name: N, input: unknown): Payloa
   return parsed.data as Payload<N>;
 }
 
+/**
+ * Validates a producer's payload and wraps it: the BullMQ job name and data for one job. Throws before
+ * anything touches Redis.
+ */
+export function buildJob<N extends JobName>(
+  type: N,
+  input: unknown,
+  requestedBy?: string,
+): { name: string; data: JobEnvelope } {
+  const payload = parsePayload(type, input);
+  return {
+    name: `${type}@${tenantOf(payload)}`,
+    data: { v: 1, payload, ...(requestedBy ? { requestedBy } : {}) },
+  };
+}
+
 export function tenantOf(payload: unknown): string {
   const tenant = (payload as { tenant?: unknown }).tenant;
   return typeof tenant === 'string' ? tenant : 'unknown';

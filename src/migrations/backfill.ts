@@ -10,11 +10,13 @@
  * interrupted is not applied twice even by a non-idempotent update such as `$inc`.
  */
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Db, Document, ObjectId, UpdateFilter } from 'mongodb';
 import type pg from 'pg';
 import { InterruptedError, PermanentError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { quoteIdent } from '../stores/identifiers.ts';
+import { inTransaction } from '../stores/postgres.ts';
 
 export const BACKFILL_MARK = '_dbfleet_backfill';
 
@@ -60,18 +62,9 @@ export interface BackfillScope {
   log: Logger;
 }
 
-const abortableSleep = (ms: number, signal: AbortSignal) =>
-  ms <= 0
-    ? Promise.resolve()
-    : new Promise<void>((resolve) => {
-        const t = setTimeout(done, ms);
-        signal.addEventListener('abort', done, { once: true });
-        function done() {
-          clearTimeout(t);
-          signal.removeEventListener('abort', done);
-          resolve();
-        }
-      });
+/** The pause between batches; ends early (quietly) when the run is asked to stop. */
+const pause = (ms: number, signal: AbortSignal) =>
+  ms > 0 ? sleep(ms, undefined, { signal }).catch(() => undefined) : undefined;
 
 /** The `_id` kinds a walk can order by. */
 type Key = string | number | ObjectId | Date;
@@ -128,7 +121,7 @@ export function mongoBackfill(db: Db, scope: BackfillScope) {
       batches++;
       await checkpoints.updateOne({ _id: id }, { $set: { mark, lastId: last, processed } }, { upsert: true });
       if (scope.signal.aborted) throw new InterruptedError(`backfill ${o.name} stopped at a checkpoint`);
-      await abortableSleep(o.pauseMs ?? 0, scope.signal);
+      await pause(o.pauseMs ?? 0, scope.signal);
     };
 
     const filter = { ...o.filter, ...(saved?.lastId !== undefined ? { _id: { $gt: saved.lastId } } : {}) };
@@ -159,9 +152,13 @@ export function mongoBackfill(db: Db, scope: BackfillScope) {
 const PG_CHECKPOINTS = `CREATE TABLE IF NOT EXISTS _dbfleet_backfills (
   name text PRIMARY KEY, last_key text, processed bigint NOT NULL DEFAULT 0, done boolean NOT NULL DEFAULT false)`;
 
-export function postgresBackfill(client: pg.PoolClient, inTransaction: boolean, scope: BackfillScope) {
+export function postgresBackfill(
+  client: pg.PoolClient,
+  migrationIsTransactional: boolean,
+  scope: BackfillScope,
+) {
   return async (o: PostgresBackfillOptions): Promise<BackfillOutcome> => {
-    if (inTransaction)
+    if (migrationIsTransactional)
       throw new PermanentError(
         'invalid_migration',
         `backfill ${o.name}: a batched backfill commits per batch, so its migration needs transaction: false`,
@@ -195,26 +192,24 @@ export function postgresBackfill(client: pg.PoolClient, inTransaction: boolean, 
       done AS (UPDATE ${table} t SET ${o.set} FROM batch WHERE t.${key} = batch.${key} RETURNING t.${key})
       SELECT max(${key})::text AS last, count(*)::int AS n FROM done`;
     for (;;) {
-      await client.query('BEGIN');
-      try {
+      // The batch and its checkpoint commit together.
+      const n = await inTransaction(client, async () => {
         const { rows } = await client.query<{ last: string | null; n: number }>(sql, [last, batchSize]);
-        const n = rows[0]!.n;
-        if (n > 0) last = rows[0]!.last;
-        processed += n;
+        const count = rows[0]!.n;
+        const next = count > 0 ? rows[0]!.last : last;
         await client.query(
           `INSERT INTO _dbfleet_backfills (name, last_key, processed, done) VALUES ($1, $2, $3, $4)
            ON CONFLICT (name) DO UPDATE SET last_key = $2, processed = $3, done = $4`,
-          [id, last, processed, n < batchSize],
+          [id, next, processed + count, count < batchSize],
         );
-        await client.query('COMMIT');
-        batches++;
-        if (n < batchSize) break;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
+        last = next;
+        return count;
+      });
+      processed += n;
+      batches++;
+      if (n < batchSize) break;
       if (scope.signal.aborted) throw new InterruptedError(`backfill ${o.name} stopped at a checkpoint`);
-      await abortableSleep(o.pauseMs ?? 0, scope.signal);
+      await pause(o.pauseMs ?? 0, scope.signal);
     }
     scope.log.info({ backfill: o.name, processed, batches, resumedFrom }, 'backfill done');
     return { processed, batches, resumedFrom };

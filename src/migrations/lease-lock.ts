@@ -5,6 +5,7 @@
  * so hosts with skewed clocks cannot steal a live lock.
  */
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Collection, Db } from 'mongodb';
 import { TransientError } from '../errors.ts';
 
@@ -26,7 +27,6 @@ export interface LeaseLockOptions {
 }
 
 const isDuplicateKey = (err: unknown) => (err as { code?: number }).code === 11000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class LeaseLock {
   readonly owner = randomUUID();

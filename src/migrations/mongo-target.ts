@@ -9,18 +9,15 @@ import type { Logger } from '../logger.ts';
 import { mongoBackfill } from './backfill.ts';
 import { LeaseLock } from './lease-lock.ts';
 import type { MigrationTarget, RunMeta } from './run-store.ts';
-import type { AppliedMigration, Migration, MongoMigrationContext } from './types.ts';
+import {
+  compareVersions,
+  type AppliedMigration,
+  type Migration,
+  type MongoMigrationContext,
+} from './types.ts';
 
-interface HistoryDoc {
-  _id: string;
-  name: string;
-  checksum: string;
-  appliedAt: Date;
-  durationMs: number;
-  jobId: string | null;
-  requestedBy: string | null;
-  baseline: boolean;
-}
+/** A history record: an applied migration, keyed by its version. */
+type HistoryDoc = Omit<AppliedMigration, 'version'> & { _id: string };
 
 export interface MongoTargetOptions {
   tenant: string;
@@ -69,17 +66,8 @@ export function mongoTarget(o: MongoTargetOptions): MigrationTarget<MongoMigrati
     async history() {
       const docs = await history.find({}).toArray();
       return docs
-        .map((d): AppliedMigration => ({
-          version: d._id,
-          name: d.name,
-          checksum: d.checksum,
-          appliedAt: d.appliedAt,
-          durationMs: d.durationMs,
-          jobId: d.jobId,
-          requestedBy: d.requestedBy,
-          baseline: d.baseline,
-        }))
-        .sort((a, b) => (BigInt(a.version) < BigInt(b.version) ? -1 : 1));
+        .map(({ _id, ...rest }): AppliedMigration => ({ version: _id, ...rest }))
+        .sort((a, b) => compareVersions(a.version, b.version));
     },
     async apply(m, meta, signal) {
       const started = performance.now();

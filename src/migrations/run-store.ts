@@ -92,14 +92,13 @@ export async function runStore<Ctx>(
   const meta: RunMeta = { jobId: req.jobId, requestedBy: req.requestedBy };
 
   if (req.action === 'status' || req.dryRun) {
+    // Read-only: no lock. A dry run plans what the real run would, drift refusal included.
     const applied = await target.history();
     outcome.drifted = findDrift(available, applied);
-    if (req.action === 'status') return finish(applied);
-    if (req.action === 'apply' && outcome.drifted.length) throw driftError(target.store, outcome.drifted);
-    if (req.action === 'apply' && req.direction === 'up')
-      outcome.applied = planUp(available, applied, req.to).map((m) => m.file);
-    if (req.action === 'apply' && req.direction === 'down')
-      outcome.reverted = planDown(available, applied, req.to!).map((m) => m.file);
+    if (req.action !== 'apply') return finish(applied);
+    if (outcome.drifted.length) throw driftError(target.store, outcome.drifted);
+    if (req.direction === 'up') outcome.applied = planUp(available, applied, req.to).map((m) => m.file);
+    else outcome.reverted = planDown(available, applied, req.to!).map((m) => m.file);
     return finish(applied);
   }
 

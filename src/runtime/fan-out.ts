@@ -8,7 +8,7 @@
 import { Queue, WaitingChildrenError, type Job } from 'bullmq';
 import type { JobName, PayloadInput, Result } from '../../queues/index.ts';
 import { jobOptions } from '../client/client.ts';
-import { parsePayload, tenantOf, type JobEnvelope } from '../jobs/envelope.ts';
+import { buildJob, type JobEnvelope } from '../jobs/envelope.ts';
 import type { FleetDeps } from './deps.ts';
 
 export interface FanOutOutcome<N extends JobName> {
@@ -31,24 +31,15 @@ export function fanOutFor(deps: FleetDeps, job: Job<JobEnvelope>, token: string 
       const queue = new Queue(type, { connection: deps.redis, prefix: deps.prefix });
       try {
         await queue.addBulk(
-          children.map((c) => {
-            const payload = parsePayload(type, c.payload);
-            const data: JobEnvelope = {
-              v: 1,
-              payload,
-              ...(job.data.requestedBy ? { requestedBy: job.data.requestedBy } : {}),
-            };
-            return {
-              name: `${type}@${tenantOf(payload)}`,
-              data,
-              opts: {
-                ...jobOptions(type),
-                jobId: childId(job.id!, c.key),
-                parent: { id: job.id!, queue: job.queueQualifiedName },
-                ignoreDependencyOnFailure: true,
-              },
-            };
-          }),
+          children.map((c) => ({
+            ...buildJob(type, c.payload, job.data.requestedBy),
+            opts: {
+              ...jobOptions(type),
+              jobId: childId(job.id!, c.key),
+              parent: { id: job.id!, queue: job.queueQualifiedName },
+              ignoreDependencyOnFailure: true,
+            },
+          })),
         );
       } finally {
         await queue.close();
