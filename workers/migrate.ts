@@ -39,6 +39,7 @@ export const migrate: Handler<'migrate'> = async (payload, ctx) => {
       store: payload.store,
       jobId: ctx.job.id,
       requestedBy: ctx.requestedBy ?? null,
+      signal: ctx.signal,
     },
     ctx.log,
   );

@@ -55,13 +55,13 @@ export function mongoTarget(o: MongoTargetOptions): MigrationTarget<MongoMigrati
 
   return {
     store: 'mongo',
-    withLock(fn) {
+    withLock(fn, signal) {
       const lock = new LeaseLock(o.db, 'migrate', {
         leaseMs: o.leaseMs,
         waitMs: o.lockWaitMs,
         holder: o.holder,
       });
-      return lock.hold(fn);
+      return lock.hold(fn, signal);
     },
     async history() {
       const docs = await history.find({}).toArray();

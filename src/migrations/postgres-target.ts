@@ -70,7 +70,7 @@ export function postgresTarget(o: PostgresTargetOptions): MigrationTarget<Postgr
 
   return {
     store: 'postgres',
-    async withLock(fn) {
+    async withLock(fn, signal) {
       // Both keys are 32-bit hashes: one for "dbfleet migrate", one for the schema.
       const key = [`hashtext('dbfleet.migrate')`, `hashtext($1)`].join(', ');
       // PostgreSQL frees a session's advisory locks when the session ends, but notices a vanished
@@ -84,7 +84,7 @@ export function postgresTarget(o: PostgresTargetOptions): MigrationTarget<Postgr
       }
       try {
         await client.query(HISTORY);
-        return await fn(new AbortController().signal);
+        return await fn(signal ?? new AbortController().signal);
       } finally {
         await client.query(`SELECT pg_advisory_unlock(${key})`, [o.schema]).catch(() => undefined);
       }

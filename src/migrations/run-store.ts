@@ -16,6 +16,8 @@ export interface MigrateRequest {
   dryRun: boolean;
   jobId: string | null;
   requestedBy: string | null;
+  /** The job's abort signal (shutdown, timeout): migrations and backfills stop at their next checkpoint. */
+  signal?: AbortSignal | undefined;
 }
 
 export interface RunMeta {
@@ -25,8 +27,11 @@ export interface RunMeta {
 
 export interface MigrationTarget<Ctx> {
   readonly store: MigrationStore;
-  /** Holds this tenant store's migration lock while `fn` runs; the signal fires if it is lost. */
-  withLock<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T>;
+  /**
+   * Holds this tenant store's migration lock while `fn` runs; `fn`'s signal fires when `signal` does
+   * or the lock is lost.
+   */
+  withLock<T>(fn: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T>;
   history(): Promise<AppliedMigration[]>;
   /** Runs `up` and records it (in one transaction where the store and migration allow). */
   apply(m: Migration<Ctx>, meta: RunMeta, signal: AbortSignal): Promise<void>;
@@ -147,5 +152,5 @@ export async function runStore<Ctx>(
     }
     applied = await target.history();
     return finish(applied);
-  });
+  }, req.signal);
 }
