@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { Queue, Worker } from 'bullmq';
 import { createClient, jobOptions } from '../src/client/client.ts';
-import { parsePayload } from '../src/jobs/envelope.ts';
+import { buildJob } from '../src/jobs/envelope.ts';
 import { loadEnv } from '../src/config/env.ts';
 import { addTenant, dropTenantData, tenantStores } from '../src/control/provision.ts';
 import { createLogger } from '../src/logger.ts';
@@ -33,6 +33,7 @@ const { values: args } = parseArgs({
     jobs: { type: 'string', default: '20000' },
     rows: { type: 'string', default: '1000000' },
     concurrency: { type: 'string', default: '50' },
+    only: { type: 'string' }, // 'noop' or 'load': one half, while iterating on it
   },
 });
 const JOBS = Number(args.jobs);
@@ -59,7 +60,7 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
     await rawQueue.addBulk(
       Array.from({ length: Math.min(5000, JOBS - i) }, () => ({
         name: `load-fixtures@${tenant}`,
-        data: { v: 1, payload: parsePayload('load-fixtures', payload) },
+        data: buildJob('load-fixtures', payload).data,
         opts: jobOptions('load-fixtures'),
       })),
     );
@@ -185,10 +186,10 @@ async function main() {
   try {
     await deps.control.migrate();
     await addTenant(deps, tenant);
-    const noop = await noopThroughput(deps, tenant);
-    console.log('(a) no-op throughput', noop);
-    const load = await loadVersusCopy(deps, tenant, dir);
-    console.log('(b) load-fixtures vs psql \\copy, (c) peak RSS', load);
+    const noop = args.only === 'load' ? undefined : await noopThroughput(deps, tenant);
+    if (noop) console.log('(a) no-op throughput', noop);
+    const load = args.only === 'noop' ? undefined : await loadVersusCopy(deps, tenant, dir);
+    if (load) console.log('(b) load-fixtures vs psql \\copy, (c) peak RSS', load);
     const results = { at: new Date().toISOString(), node: process.version, noop, load };
     await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
     await writeFile(

@@ -1,15 +1,23 @@
 /** Prometheus metrics (prom-client). Each process owns a registry; the board and workers expose theirs. */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** Something that knows how many jobs it runs, by type and tenant (a worker's InFlight). */
+export interface InFlightSource {
+  counts: ReadonlyMap<string, { type: string; tenant: string; count: number }>;
+}
+
 export interface FleetMetrics {
   registry: Registry;
   jobDuration: Histogram<'type' | 'outcome'>;
   failures: Counter<'type' | 'reason'>;
+  /** Read from the registered sources when scraped, so running a job costs no metric update. */
   inFlight: Gauge<'type' | 'tenant'>;
+  inFlightSources: Set<InFlightSource>;
 }
 
 export function createFleetMetrics(options: { defaults?: boolean } = {}): FleetMetrics {
   const registry = new Registry();
+  const inFlightSources = new Set<InFlightSource>();
   if (options.defaults) collectDefaultMetrics({ register: registry, prefix: 'dbfleet_process_' });
   return {
     registry,
@@ -31,7 +39,19 @@ export function createFleetMetrics(options: { defaults?: boolean } = {}): FleetM
       help: 'Jobs being processed right now, by type and tenant',
       labelNames: ['type', 'tenant'],
       registers: [registry],
+      collect() {
+        const totals = new Map<string, { type: string; tenant: string; count: number }>();
+        for (const source of inFlightSources)
+          for (const [key, c] of source.counts) {
+            const total = totals.get(key);
+            if (total) total.count += c.count;
+            else totals.set(key, { ...c });
+          }
+        this.reset();
+        for (const { type, tenant, count } of totals.values()) this.set({ type, tenant }, count);
+      },
     }),
+    inFlightSources,
   };
 }
 

@@ -2,7 +2,7 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { expect } from 'vitest';
+import { expect, vi } from 'vitest';
 import { ROOT, test, uniqueId } from './support/fixtures.ts';
 
 const run = promisify(execFile);
@@ -44,11 +44,13 @@ test('tenants, enqueue, jobs and queues commands', async ({ env, startWorker, de
   const id = (JSON.parse(`${enqueued}\n}`) as { id: string }).id;
   expect(stdout).toMatch(/"loaded": 1/);
 
-  const shown = JSON.parse((await cli('jobs', 'show', 'load-fixtures', id)).stdout);
-  expect(shown).toMatchObject({
-    state: 'completed',
-    audit: { status: 'completed', requested_by: 'ops', tenant },
-  });
+  // The audit row lands shortly after the job finishes (copied from its Redis outbox).
+  await vi.waitFor(async () =>
+    expect(JSON.parse((await cli('jobs', 'show', 'load-fixtures', id)).stdout)).toMatchObject({
+      state: 'completed',
+      audit: { status: 'completed', requested_by: 'ops', tenant },
+    }),
+  );
 
   await cli('queues', 'pause', 'backup');
   expect(await client.queue('backup').isPaused()).toBe(true);

@@ -5,7 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { describe, expect } from 'vitest';
+import { describe, expect, vi } from 'vitest';
 import { generateFile } from '../demo/generate.ts';
 import { eventually, test, uniqueId, type TenantHandle } from './support/fixtures.ts';
 import { fileLoad } from './support/loads.ts';
@@ -144,12 +144,13 @@ describe.for(cases)('load-fixtures into $store', (c) => {
     expect(stored!.failedReason).toMatch(
       /^\[undefined_(table|collection)\] target (table|collection) .*no_such_target does not exist/,
     );
-    const audit = await deps.control.jobRun(deps.prefix, 'load-fixtures', job.id);
-    expect(audit).toMatchObject({
-      status: 'failed',
-      attempts: 1,
-      error_code: expect.stringMatching(/^undefined_/),
-    });
+    await vi.waitFor(async () =>
+      expect(await deps.control.jobRun(deps.prefix, 'load-fixtures', job.id)).toMatchObject({
+        status: 'failed',
+        attempts: 1,
+        error_code: expect.stringMatching(/^undefined_/),
+      }),
+    );
   });
 
   test('a redelivered finished job loads nothing twice', async ({ client, tenant, startWorker }) => {

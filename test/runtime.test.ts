@@ -128,9 +128,12 @@ describe('worker runtime', () => {
     // Exponential: about 2 s then about 4 s, each spread by ±50% jitter.
     expect(startedAt[1]! - startedAt[0]!).toBeGreaterThanOrEqual(1_000);
     expect(startedAt[2]! - startedAt[1]!).toBeGreaterThanOrEqual(2_000);
-    const audit = await deps.control.jobRun(deps.prefix, 'load-fixtures', job.id);
-    expect(audit).toMatchObject({ status: 'completed', attempts: 3, requested_by: 'tests' });
-    expect(audit!.payload_digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    // The audit log is copied from its Redis outbox shortly after the job finishes.
+    await vi.waitFor(async () => {
+      const audit = await deps.control.jobRun(deps.prefix, 'load-fixtures', job.id);
+      expect(audit).toMatchObject({ status: 'completed', attempts: 3, requested_by: 'tests' });
+      expect(audit!.payload_digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    });
   });
 
   test('a permanent fault fails at once with its reason', async ({ client, tenant, startWorker }) => {

@@ -46,4 +46,59 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
       );
     `,
   },
+  {
+    version: 2,
+    name: 'append-only job audit events; job_runs becomes a view',
+    // Jobs no longer write the audit log themselves: they append to a Redis stream before they are
+    // acknowledged, and one drainer copies the stream here in large COPY batches (audit-drain.ts).
+    // Appending is about a third of an upsert's cost, and every attempt's outcome is kept.
+    sql: `
+      CREATE TABLE dbfleet.job_events (
+        id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        prefix          text NOT NULL,
+        queue           text NOT NULL,
+        job_id          text NOT NULL,
+        tenant          text NOT NULL,
+        requested_by    text,
+        payload_digest  text NOT NULL,
+        status          text NOT NULL,
+        attempt         integer NOT NULL,
+        enqueued_at     timestamptz,
+        started_at      timestamptz,
+        finished_at     timestamptz,
+        duration_ms     integer,
+        result_summary  jsonb,
+        error_code      text,
+        error_message   text,
+        recorded_at     timestamptz NOT NULL
+      );
+      CREATE INDEX job_events_job ON dbfleet.job_events (prefix, queue, job_id, id);
+      CREATE INDEX job_events_tenant ON dbfleet.job_events (tenant, recorded_at);
+
+      INSERT INTO dbfleet.job_events (prefix, queue, job_id, tenant, requested_by, payload_digest, status, attempt,
+                                      enqueued_at, started_at, finished_at, duration_ms, result_summary,
+                                      error_code, error_message, recorded_at)
+      SELECT prefix, queue, job_id, tenant, requested_by, payload_digest, status, attempts, enqueued_at, started_at,
+             finished_at, duration_ms, result_summary, error_code, error_message, updated_at
+      FROM dbfleet.job_runs ORDER BY updated_at;
+      DROP TABLE dbfleet.job_runs;
+
+      -- The latest event of each job, with its attempt count: what job_runs held before.
+      CREATE VIEW dbfleet.job_runs AS
+      SELECT DISTINCT ON (e.prefix, e.queue, e.job_id)
+             e.prefix, e.queue, e.job_id, e.tenant, e.requested_by, e.payload_digest, e.status,
+             max(e.attempt) OVER job AS attempts, e.enqueued_at, min(e.started_at) OVER job AS started_at,
+             e.finished_at, e.duration_ms, e.result_summary, e.error_code, e.error_message,
+             e.recorded_at AS updated_at
+      FROM dbfleet.job_events e
+      WINDOW job AS (PARTITION BY e.prefix, e.queue, e.job_id)
+      ORDER BY e.prefix, e.queue, e.job_id, e.id DESC;
+
+      -- How far the drainer has copied each prefix's audit stream (a Redis stream entry id).
+      CREATE TABLE dbfleet.audit_cursor (
+        prefix   text PRIMARY KEY,
+        last_id  text NOT NULL
+      );
+    `,
+  },
 ];

@@ -7,7 +7,7 @@ import pg from 'pg';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { DbfleetConfig } from '../config/define.ts';
 import type { Env } from '../config/env.ts';
-import { AuditLog } from '../control/audit-log.ts';
+import { AuditOutbox } from '../control/audit-outbox.ts';
 import { ControlDb } from '../control/control-db.ts';
 import type { Logger } from '../logger.ts';
 import { redactUrl } from '../logger.ts';
@@ -26,7 +26,8 @@ export interface FleetDeps {
   /** Shared by queues; BullMQ duplicates it for each worker's blocking connection. */
   redis: Redis;
   control: ControlDb;
-  audit: AuditLog;
+  /** Where jobs append their audit events; a drainer copies them to the control database. */
+  audit: AuditOutbox;
   postgres: PostgresPools;
   mongo: MongoClients;
   s3: S3Client;
@@ -53,7 +54,7 @@ export function createDeps(env: Env, config: DbfleetConfig, log: Logger): FleetD
     prefix: env.DBFLEET_PREFIX,
     redis,
     control,
-    audit: new AuditLog(controlPool),
+    audit: new AuditOutbox(redis, env.DBFLEET_PREFIX),
     postgres: new PostgresPools(log),
     mongo: new MongoClients(),
     s3,

@@ -4,25 +4,22 @@
  */
 import { UnrecoverableError, WaitingChildrenError, WaitingError, type Job } from 'bullmq';
 import { catalog, type JobName } from '../../queues/index.ts';
-import { classifyError, InterruptedError, PermanentError } from '../errors.ts';
-import type { Logger } from '../logger.ts';
+import { classifyError, TransientError } from '../errors.ts';
 import { parsePayload, payloadDigest, redactPaths, tenantOf, type JobEnvelope } from '../jobs/envelope.ts';
 import type { FleetMetrics } from '../metrics.ts';
-import { tenantPostgres, type TenantPostgres } from '../stores/postgres.ts';
-import { redisCheckpoint } from './checkpoint.ts';
-import { fanOutFor } from './fan-out.ts';
-import type { JobContext } from './context.ts';
+import { AttemptContext } from './attempt-context.ts';
 import type { FleetDeps } from './deps.ts';
 import type { AnyHandler } from './handler.ts';
-
-const ACTIVE_AUDIT_AFTER_MS = 1_000;
+import type { InFlight } from './in-flight.ts';
 
 export interface ProcessOptions {
   deps: FleetDeps;
   metrics: FleetMetrics;
   fileRoots: readonly string[];
-  /** Aborts when the worker shuts down: handlers stop at a checkpoint and the job is handed back. */
+  /** Aborted when the worker shuts down: handlers stop at a checkpoint and the job is handed back. */
   shutdown: AbortSignal;
+  /** Fires timeouts and shutdown aborts for this process's running jobs. */
+  inFlight: InFlight;
 }
 
 export async function processJob(
@@ -34,22 +31,18 @@ export async function processJob(
 ): Promise<unknown> {
   const { deps, metrics } = opts;
   const contract = catalog[type];
-  const started = performance.now();
   const attempt = job.attemptsMade + 1;
   const tenant = tenantOf(job.data?.payload);
-  // Built on first use: a pino child costs more than a short job's whole run.
-  let childLog: Logger | undefined;
-  const log = () => (childLog ??= deps.log.child({ queue: type, jobId: job.id, tenant, attempt }));
   const auditBase = {
     prefix: deps.prefix,
     queue: type,
     jobId: job.id!,
     tenant,
     requestedBy: job.data?.requestedBy,
-    payloadDigest: payloadDigest(job.data?.payload ?? null),
+    payloadDigest: job.data?.digest ?? payloadDigest(job.data?.payload ?? null),
     attempt,
-    enqueuedAt: new Date(job.timestamp),
-    startedAt: new Date(),
+    enqueuedAt: job.timestamp,
+    startedAt: Date.now(),
   };
   const finalAttempt = attempt >= (job.opts.attempts ?? 1);
   const redactData = () =>
@@ -57,105 +50,62 @@ export async function processJob(
       ? job.updateData({ ...job.data, payload: redactPaths(job.data.payload, contract.sensitive) })
       : undefined;
 
-  // One controller per attempt, fired by the worker's shutdown or by the contract's timeout.
-  const abort = new AbortController();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    abort.abort(new Error('timed out'));
-  }, contract.policy.timeoutMs);
-  const onShutdown = () => abort.abort(opts.shutdown.reason);
-  if (opts.shutdown.aborted) onShutdown();
-  else opts.shutdown.addEventListener('abort', onShutdown, { once: true });
-  const signal = abort.signal;
-  let activeAudit: NodeJS.Timeout | undefined;
-  metrics.inFlight.inc({ type, tenant });
+  // A job still running after a second gets an 'active' audit event, so operators see long jobs in
+  // flight; short jobs skip it, their final event says it all. The sweeper also fires the timeout.
+  const running = opts.inFlight.start(type, tenant, contract.policy.timeoutMs, () => {
+    deps.audit
+      .record({ ...auditBase, status: 'active', at: Date.now() })
+      .catch((err: unknown) => ctx.log.warn({ err }, 'audit write failed'));
+  });
+  if (opts.shutdown.aborted) running.abort.abort(opts.shutdown.reason);
+  const ctx = new AttemptContext(deps, type, job, token, running, opts.fileRoots);
   try {
-    // A job still running after a moment gets an 'active' audit row, so operators see long jobs in
-    // flight. Short jobs skip it: their final row (written on every outcome, below) says it all, and
-    // a second upsert per job would double the control database's load at high job rates.
-    activeAudit = setTimeout(() => {
-      deps.audit
-        .record({ ...auditBase, status: 'active' })
-        .catch((err: unknown) => log().warn({ err }, 'audit write failed'));
-    }, ACTIVE_AUDIT_AFTER_MS);
     const payload = parsePayload(type, job.data?.payload);
     if (tenant !== 'all') await deps.tenants.assertKnown(tenant);
-    const location = tenant === 'all' ? undefined : deps.tenants.locate(tenant);
-    const scoped = () => {
-      if (!location)
-        throw new PermanentError('no_tenant', `a ${type} job for all tenants has no tenant store of its own`);
-      return location;
-    };
-    let postgres: TenantPostgres | undefined;
-    const ctx: JobContext = {
-      job: { id: job.id!, queue: type, attempt, prefix: deps.prefix },
-      tenant,
-      get log() {
-        return log();
-      },
-      signal,
-      get postgres() {
-        const at = scoped();
-        return (postgres ??= tenantPostgres(deps.postgres.pool(at.postgresUrl), at.namespace));
-      },
-      get mongo() {
-        const at = scoped();
-        return deps.mongo.db(at.mongoUrl, at.namespace);
-      },
-      objects: deps.objects,
-      localObjects: deps.localObjects,
-      s3: deps.s3,
-      config: deps.config,
-      fileRoots: opts.fileRoots,
-      control: deps.control,
-      progress: (value) => job.updateProgress(value),
-      checkpoint: redisCheckpoint(
-        deps.redis,
-        `${deps.prefix}:${type}:${job.id}:checkpoint`,
-        contract.policy.keepFailed.ageSeconds,
-      ),
-      fanOut: fanOutFor(deps, job, token),
-      deps,
-      requestedBy: job.data?.requestedBy,
-      throwIfInterrupted() {
-        if (signal.aborted) throw new InterruptedError(timedOut ? 'timed out' : 'worker shutting down');
-      },
-    };
-    if (deps.log.isLevelEnabled('info')) log().info('job started');
+    if (deps.log.isLevelEnabled('info')) ctx.log.info('job started');
     const result = await handler(payload, ctx);
-    const durationMs = performance.now() - started;
-    // Awaited: a job is acknowledged only once its audit row is durable.
-    await deps.audit.record({
-      ...auditBase,
-      status: 'completed',
-      durationMs,
-      resultSummary: result,
-      finishedAt: new Date(),
-    });
+    const durationMs = performance.now() - running.startedAt;
+    // Awaited: a job is acknowledged only once its audit event is in the outbox.
+    const finishedAt = Date.now();
+    await deps.audit
+      .record({
+        ...auditBase,
+        status: 'completed',
+        at: finishedAt,
+        durationMs,
+        resultSummary: result,
+        finishedAt,
+      })
+      .catch((err: unknown) => {
+        // Not acknowledged without its audit event: retried like any transient fault.
+        throw new TransientError('audit_unavailable', `could not write the audit event: ${String(err)}`);
+      });
     await redactData();
     metrics.jobDuration.observe({ type, outcome: 'completed' }, durationMs / 1000);
-    if (deps.log.isLevelEnabled('info')) log().info({ durationMs: Math.round(durationMs) }, 'job completed');
+    if (deps.log.isLevelEnabled('info'))
+      ctx.log.info({ durationMs: Math.round(durationMs) }, 'job completed');
     return result;
   } catch (err) {
     // Parked until its child jobs finish (fan-out): not a failure; BullMQ runs it again after.
     if (err instanceof WaitingChildrenError) throw err;
-    const durationMs = performance.now() - started;
+    const durationMs = performance.now() - running.startedAt;
     const c = classifyError(err);
     const handBack = opts.shutdown.aborted && c.code === 'interrupted' && token;
     const status = handBack ? 'interrupted' : c.kind === 'permanent' || finalAttempt ? 'failed' : 'retrying';
-    log()[status === 'failed' ? 'error' : 'warn']({ code: c.code, kind: c.kind, err }, `job ${status}`);
+    ctx.log[status === 'failed' ? 'error' : 'warn']({ code: c.code, kind: c.kind, err }, `job ${status}`);
     metrics.failures.inc({ type, reason: c.code });
+    const at = Date.now();
     await deps.audit
       .record({
         ...auditBase,
         status,
+        at,
         durationMs,
         errorCode: c.code,
         errorMessage: c.message,
-        finishedAt: status === 'failed' ? new Date() : undefined,
+        finishedAt: status === 'failed' ? at : undefined,
       })
-      .catch((auditErr: unknown) => log().error({ err: auditErr }, 'could not write the audit row'));
+      .catch((auditErr: unknown) => ctx.log.error({ err: auditErr }, 'could not write the audit row'));
     if (handBack) {
       // Back to the wait list at once, without using up an attempt; another worker resumes it.
       await job.moveToWait(token);
@@ -168,9 +118,6 @@ export async function processJob(
     const reason = `[${c.code}] ${c.message}`;
     throw c.kind === 'permanent' ? new UnrecoverableError(reason) : new Error(reason);
   } finally {
-    clearTimeout(timer);
-    clearTimeout(activeAudit);
-    opts.shutdown.removeEventListener('abort', onShutdown);
-    metrics.inFlight.dec({ type, tenant });
+    opts.inFlight.finish(running);
   }
 }

@@ -4,10 +4,12 @@
  */
 import { Worker, type Job } from 'bullmq';
 import { isJobName, type JobName } from '../../queues/index.ts';
+import { AuditDrain } from '../control/audit-drain.ts';
 import type { JobEnvelope } from '../jobs/envelope.ts';
 import { createFleetMetrics, type FleetMetrics } from '../metrics.ts';
 import type { FleetDeps } from './deps.ts';
 import type { AnyHandler } from './handler.ts';
+import { InFlight } from './in-flight.ts';
 import { processJob } from './process-job.ts';
 
 export type HandlerCatalog = Record<JobName, AnyHandler | null>;
@@ -45,13 +47,26 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
   const queues = servedQueues(options.handlers, options.queues);
   const metrics = options.metrics ?? createFleetMetrics();
   const shutdown = new AbortController();
+  const inFlight = new InFlight();
+  metrics.inFlightSources.add(inFlight);
+  // Every worker process drains the audit outbox; a lock lets one at a time copy a batch.
+  // On a connection of its own: its large stream reads must not delay the jobs' small writes.
+  const drainRedis = deps.redis.duplicate();
+  const auditDrain = new AuditDrain(drainRedis, deps.control.pool, deps.prefix, deps.log);
+  auditDrain.start();
   const fileRoots = options.fileRoots ?? deps.env.DBFLEET_FILE_ROOTS ?? [process.cwd()];
   const workers = queues.map((type) => {
     const handler = options.handlers[type]!;
     const worker = new Worker<JobEnvelope>(
       type,
       (job: Job<JobEnvelope>, token?: string) =>
-        processJob({ deps, metrics, fileRoots, shutdown: shutdown.signal }, type, handler, job, token),
+        processJob(
+          { deps, metrics, fileRoots, shutdown: shutdown.signal, inFlight },
+          type,
+          handler,
+          job,
+          token,
+        ),
       {
         connection: deps.redis,
         prefix: deps.prefix,
@@ -73,7 +88,9 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
     metrics,
     close(graceMs = deps.env.DBFLEET_SHUTDOWN_GRACE_MS) {
       closing ??= (async () => {
-        shutdown.abort(new Error('worker shutting down'));
+        const reason = new Error('worker shutting down');
+        shutdown.abort(reason);
+        inFlight.abortAll(reason);
         const graceful = Promise.all(workers.map((w) => w.close()));
         let timer: NodeJS.Timeout | undefined;
         const expired = new Promise<'expired'>(
@@ -85,6 +102,11 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
           deps.log.warn({ graceMs }, 'shutdown grace expired; leaving remaining jobs to lock expiry');
           await Promise.all(workers.map((w) => w.close(true)));
         }
+        inFlight.stop();
+        metrics.inFlightSources.delete(inFlight);
+        // Copy this process's last audit events before it exits (another worker would, later).
+        await auditDrain.close();
+        drainRedis.disconnect();
         deps.log.info('worker stopped');
       })();
       return closing;

@@ -1,7 +1,7 @@
 /** PostgreSQL restarted in the middle of a job: the attempt fails as transient, is retried, and completes. */
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { expect } from 'vitest';
+import { expect, vi } from 'vitest';
 import { generateFile } from '../../demo/generate.ts';
 import { eventually, ROOT, test } from '../support/fixtures.ts';
 import { countRows, fileLoad } from '../support/loads.ts';
@@ -35,8 +35,10 @@ test(
     expect(result.resumedFrom).toBeGreaterThan(0);
     const count = await countRows(tenant, 'users');
     expect(count).toBe(rows);
-    const audit = await deps.control.jobRun(deps.prefix, 'load-fixtures', job.id);
-    expect(audit).toMatchObject({ status: 'completed' });
-    expect(audit!.attempts).toBeGreaterThanOrEqual(2);
+    await vi.waitFor(async () => {
+      const audit = await deps.control.jobRun(deps.prefix, 'load-fixtures', job.id);
+      expect(audit).toMatchObject({ status: 'completed' });
+      expect(audit!.attempts).toBeGreaterThanOrEqual(2);
+    });
   },
 );

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, jobIdForKey, payloadDigest, redactPaths } from '../../src/jobs/envelope.ts';
-import { copyLines } from '../../workers/load-fixtures/copy-text.ts';
+import { copyLines } from '../../src/stores/copy-text.ts';
 import { checkAuthorization, isLoopback } from '../../src/board/auth.ts';
 import { loadEnv } from '../../src/config/env.ts';
 import { redactUrl } from '../../src/logger.ts';
@@ -9,6 +9,23 @@ describe('job envelope helpers', () => {
   it('digests equal payloads equally whatever their key order', () => {
     expect(payloadDigest({ a: 1, b: { c: 2, d: 3 } })).toBe(payloadDigest({ b: { d: 3, c: 2 }, a: 1 }));
     expect(canonicalJson({ b: 1, a: 2 })).toBe('{"a":2,"b":1}');
+  });
+
+  it('writes the same text as JSON.stringify with a key-sorting replacer', () => {
+    const sortKeys = (_key: string, v: unknown) =>
+      v && typeof v === 'object' && !Array.isArray(v)
+        ? Object.fromEntries(
+            Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)),
+          )
+        : v;
+    const value = {
+      z: [3, { y: null, x: 'é"\\\n' }, undefined, [true]],
+      a: { when: new Date(0), skip: undefined, fn: () => 1, n: -0.5e-7 },
+      B: '',
+    };
+    expect(canonicalJson(value)).toBe(JSON.stringify(value, sortKeys));
+    expect(canonicalJson(null)).toBe('null');
+    expect(canonicalJson([undefined])).toBe('[null]');
   });
 
   it('hashes idempotency keys so a key holding personal data does not reach Redis', () => {

@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { PermanentError } from '../../src/errors.ts';
 import type { TenantPostgres } from '../../src/stores/postgres.ts';
 import { quoteIdent } from '../../src/stores/identifiers.ts';
-import { copyLines } from './copy-text.ts';
+import { copyLines } from '../../src/stores/copy-text.ts';
 import type { Progress, Rejection, Row, Sink } from './sink.ts';
 
 const CHECKPOINTS = '_dbfleet_load_checkpoints';

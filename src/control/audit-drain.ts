@@ -1,0 +1,133 @@
+/**
+ * Copies the audit outbox (a Redis stream, see audit-outbox.ts) into dbfleet.job_events. Every worker
+ * process runs one; a transaction-scoped advisory lock lets one at a time copy a batch. The batch's
+ * rows and the stream position they reach commit in one transaction, so a drainer killed at any point
+ * neither loses nor repeats an event; entries are trimmed from the stream only after that commit.
+ */
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import type { Logger } from '../logger.ts';
+import { inTransaction, withPoolClient } from '../stores/postgres.ts';
+import { AUDIT_COLUMNS, auditStreamKey, EVENT_FIELD } from './audit-outbox.ts';
+
+export interface AuditDrainOptions {
+  /** Stream entries per transaction; each holds the events of one event-loop turn of one process. */
+  batchSize?: number;
+  /** How often an idle drainer looks for new events. */
+  idleMs?: number;
+}
+
+export class AuditDrain {
+  readonly #redis: Redis;
+  readonly #pool: pg.Pool;
+  readonly #prefix: string;
+  readonly #key: string;
+  readonly #log: Logger;
+  readonly #batchSize: number;
+  readonly #idleMs: number;
+  readonly #stop = new AbortController();
+  #loop: Promise<void> | undefined;
+
+  constructor(redis: Redis, pool: pg.Pool, prefix: string, log: Logger, options: AuditDrainOptions = {}) {
+    this.#redis = redis;
+    this.#pool = pool;
+    this.#prefix = prefix;
+    this.#key = auditStreamKey(prefix);
+    this.#log = log;
+    this.#batchSize = options.batchSize ?? 200;
+    this.#idleMs = options.idleMs ?? 100;
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Stops the loop, then copies whatever is left (unless another process holds the lock). */
+  async close(): Promise<void> {
+    this.#stop.abort();
+    await this.#loop;
+    await this.drainAll().catch((err: unknown) => this.#log.warn({ err }, 'final audit drain failed'));
+  }
+
+  /** Copies until the stream is empty or another drainer holds the lock. */
+  async drainAll(): Promise<void> {
+    while ((await this.drainOnce()) === 'full');
+  }
+
+  async #run(): Promise<void> {
+    let failures = 0;
+    const signal = this.#stop.signal;
+    while (!signal.aborted) {
+      try {
+        const outcome = await this.drainOnce();
+        failures = 0;
+        if (outcome !== 'full') await sleep(this.#idleMs, undefined, { signal });
+      } catch (err) {
+        if (signal.aborted) break;
+        // The events wait safely in Redis; back off while the control database is unreachable.
+        failures++;
+        this.#log.warn({ err, failures }, 'audit drain failed; retrying');
+        await sleep(Math.min(30_000, 200 * 2 ** failures), undefined, { signal }).catch(() => undefined);
+      }
+    }
+  }
+
+  /** One batch: 'full' when more may be waiting, 'partial' or 'empty' when caught up, 'busy' when locked. */
+  async drainOnce(): Promise<'full' | 'partial' | 'empty' | 'busy'> {
+    // The stream is trimmed after each batch, so its length is what is left to copy: an idle poll is
+    // one cheap Redis call, not a database transaction.
+    if ((await this.#redis.xlen(this.#key)) === 0) return 'empty';
+    const batch = await withPoolClient(this.#pool, (client) =>
+      inTransaction(client, () => this.#copyBatch(client)),
+    );
+    // Only after COMMIT: a failed commit leaves the entries in the stream for the next try.
+    if (batch.committedThrough) await this.#trim(batch.committedThrough);
+    return batch.outcome;
+  }
+
+  async #copyBatch(client: pg.PoolClient): Promise<{
+    outcome: 'full' | 'partial' | 'empty' | 'busy';
+    committedThrough?: string | undefined;
+  }> {
+    const { rows: lock } = await client.query<{ ok: boolean }>(
+      "SELECT pg_try_advisory_xact_lock(hashtext('dbfleet.audit'), hashtext($1)) AS ok",
+      [this.#prefix],
+    );
+    if (!lock[0]!.ok) return { outcome: 'busy' };
+    const { rows } = await client.query<{ last_id: string }>(
+      'SELECT last_id FROM dbfleet.audit_cursor WHERE prefix = $1',
+      [this.#prefix],
+    );
+    const after = rows[0]?.last_id;
+    const entries = await this.#redis.xrange(
+      this.#key,
+      after ? `(${after}` : '-',
+      '+',
+      'COUNT',
+      this.#batchSize,
+    );
+    // Nothing new: entries left behind by a drainer that died between its commit and its trim.
+    if (entries.length === 0) return { outcome: 'empty', committedThrough: after };
+    await pipeline(
+      Readable.from(entries.map(([, fields]) => fields[fields.indexOf(EVENT_FIELD) + 1]!)),
+      client.query(copyFrom(`COPY dbfleet.job_events (${AUDIT_COLUMNS.join(', ')}) FROM STDIN`)),
+    );
+    const last = entries.at(-1)![0];
+    await client.query(
+      `INSERT INTO dbfleet.audit_cursor (prefix, last_id) VALUES ($1, $2)
+       ON CONFLICT (prefix) DO UPDATE SET last_id = EXCLUDED.last_id`,
+      [this.#prefix, last],
+    );
+    return { outcome: entries.length === this.#batchSize ? 'full' : 'partial', committedThrough: last };
+  }
+
+  /** Removes entries up to and including `id`: they are committed in PostgreSQL. */
+  async #trim(id: string): Promise<void> {
+    const [ms, seq] = id.split('-');
+    await this.#redis.xtrim(this.#key, 'MINID', `${ms}-${BigInt(seq!) + 1n}`);
+  }
+}

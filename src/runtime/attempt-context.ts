@@ -1,0 +1,130 @@
+/**
+ * The `ctx` a handler gets for one attempt. A class rather than an object literal: its getters live on
+ * the prototype, so building one per job costs a few field stores, and everything a short job never
+ * touches (logger, stores, checkpoint, fan-out) is built on first use.
+ */
+import type { Job } from 'bullmq';
+import type { JobName } from '../../queues/index.ts';
+import { catalog } from '../../queues/index.ts';
+import { InterruptedError, PermanentError } from '../errors.ts';
+import type { JobEnvelope } from '../jobs/envelope.ts';
+import type { Logger } from '../logger.ts';
+import { tenantPostgres, type TenantPostgres } from '../stores/postgres.ts';
+import type { TenantLocation } from '../tenants.ts';
+import { redisCheckpoint, type Checkpoint } from './checkpoint.ts';
+import type { JobContext } from './context.ts';
+import type { FleetDeps } from './deps.ts';
+import { fanOutFor, type FanOut } from './fan-out.ts';
+import type { RunningJob } from './in-flight.ts';
+
+export class AttemptContext implements JobContext {
+  readonly job: JobContext['job'];
+  readonly tenant: string;
+  readonly fileRoots: readonly string[];
+  readonly deps: FleetDeps;
+  readonly #type: JobName;
+  readonly #bullJob: Job<JobEnvelope>;
+  readonly #token: string | undefined;
+  readonly #running: RunningJob;
+  #log: Logger | undefined;
+  #location: TenantLocation | undefined;
+  #postgres: TenantPostgres | undefined;
+  #checkpoint: Checkpoint | undefined;
+  #fanOut: FanOut | undefined;
+
+  constructor(
+    deps: FleetDeps,
+    type: JobName,
+    bullJob: Job<JobEnvelope>,
+    token: string | undefined,
+    running: RunningJob,
+    fileRoots: readonly string[],
+  ) {
+    this.deps = deps;
+    this.#type = type;
+    this.#bullJob = bullJob;
+    this.#token = token;
+    this.#running = running;
+    this.fileRoots = fileRoots;
+    this.tenant = (bullJob.data?.payload as { tenant?: string } | undefined)?.tenant ?? 'unknown';
+    this.job = { id: bullJob.id!, queue: type, attempt: bullJob.attemptsMade + 1, prefix: deps.prefix };
+  }
+
+  /** pino child logger tagged with queue, job, tenant and attempt (a child costs more than a no-op job). */
+  get log(): Logger {
+    return (this.#log ??= this.deps.log.child({
+      queue: this.#type,
+      jobId: this.job.id,
+      tenant: this.tenant,
+      attempt: this.job.attempt,
+    }));
+  }
+
+  get signal(): AbortSignal {
+    return this.#running.abort.signal;
+  }
+
+  get postgres(): TenantPostgres {
+    const at = this.#scoped();
+    return (this.#postgres ??= tenantPostgres(this.deps.postgres.pool(at.postgresUrl), at.namespace));
+  }
+
+  get mongo() {
+    const at = this.#scoped();
+    return this.deps.mongo.db(at.mongoUrl, at.namespace);
+  }
+
+  get objects() {
+    return this.deps.objects;
+  }
+
+  get localObjects() {
+    return this.deps.localObjects;
+  }
+
+  get s3() {
+    return this.deps.s3;
+  }
+
+  get config() {
+    return this.deps.config;
+  }
+
+  get control() {
+    return this.deps.control;
+  }
+
+  get requestedBy(): string | undefined {
+    return this.#bullJob.data?.requestedBy;
+  }
+
+  progress(value: number | object): Promise<void> {
+    return this.#bullJob.updateProgress(value);
+  }
+
+  get checkpoint(): Checkpoint {
+    return (this.#checkpoint ??= redisCheckpoint(
+      this.deps.redis,
+      `${this.deps.prefix}:${this.#type}:${this.job.id}:checkpoint`,
+      catalog[this.#type].policy.keepFailed.ageSeconds,
+    ));
+  }
+
+  get fanOut(): FanOut {
+    return (this.#fanOut ??= fanOutFor(this.deps, this.#bullJob, this.#token));
+  }
+
+  throwIfInterrupted(): void {
+    if (this.#running.abort.signal.aborted)
+      throw new InterruptedError(this.#running.timedOut ? 'timed out' : 'worker shutting down');
+  }
+
+  #scoped(): TenantLocation {
+    if (this.tenant === 'all')
+      throw new PermanentError(
+        'no_tenant',
+        `a ${this.#type} job for all tenants has no tenant store of its own`,
+      );
+    return (this.#location ??= this.deps.tenants.locate(this.tenant));
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * The audit log's path: jobs append to a Redis outbox before they are acknowledged; drainers in every
+ * worker copy it into dbfleet.job_events exactly once, whatever fails in between.
+ */
+import pg from 'pg';
+import { describe, expect, vi } from 'vitest';
+import { AuditDrain } from '../src/control/audit-drain.ts';
+import { auditStreamKey } from '../src/control/audit-outbox.ts';
+import { PermanentError } from '../src/errors.ts';
+import type { Handler } from '../src/runtime/handler.ts';
+import { handlers } from '../workers/index.ts';
+import { test } from './support/fixtures.ts';
+import type { FleetDeps } from '../src/runtime/deps.ts';
+
+const payload = (tenant: string, n: number) => ({
+  tenant,
+  target: { store: 'mongo' as const, name: 'sessions' },
+  source: { type: 'inline' as const, rows: [{ n }] },
+});
+const result = {
+  read: 1,
+  loaded: 1,
+  rejected: 0,
+  sampleRejections: [],
+  batches: 1,
+  resumedFrom: 0,
+  rowsPerSecond: 0,
+};
+
+async function events(deps: FleetDeps) {
+  const { rows } = await deps.control.pool.query<{
+    job_id: string;
+    status: string;
+    error_message: string | null;
+  }>('SELECT job_id, status, error_message FROM dbfleet.job_events WHERE prefix = $1 ORDER BY id', [
+    deps.prefix,
+  ]);
+  return rows;
+}
+
+const auditEvent = (deps: FleetDeps, jobId: string) => ({
+  prefix: deps.prefix,
+  queue: 'load-fixtures',
+  jobId,
+  tenant: 'acme',
+  requestedBy: undefined,
+  payloadDigest: 'sha256:00',
+  status: 'completed' as const,
+  at: Date.now(),
+  attempt: 1,
+  enqueuedAt: Date.now(),
+  startedAt: Date.now(),
+});
+
+describe('audit log', () => {
+  test('two workers, 300 jobs: one final event per job, stored exactly once, text kept intact', async ({
+    deps,
+    client,
+    tenant,
+    startWorker,
+  }) => {
+    const message = 'tab\there, newline\nthere, backslash \\ and é';
+    const handler: Handler<'load-fixtures'> = async (p) => {
+      const n = (p.source as { rows: { n: number }[] }).rows[0]!.n;
+      if (n % 10 === 0) throw new PermanentError('invalid_source', message);
+      return result;
+    };
+    const options = { handlers: { ...handlers, 'load-fixtures': handler }, concurrency: 8 };
+    startWorker(options);
+    startWorker(options);
+    const jobs = await client.enqueueBulk(
+      'load-fixtures',
+      Array.from({ length: 300 }, (_, n) => ({ payload: payload(tenant.id, n) })),
+    );
+    await Promise.allSettled(jobs.map((j) => j.waitForResult({ timeoutMs: 60_000 })));
+
+    await vi.waitFor(async () => expect(await events(deps)).toHaveLength(300), { timeout: 10_000 });
+    const rows = await events(deps);
+    expect(new Set(rows.map((r) => r.job_id)).size).toBe(300);
+    expect(rows.filter((r) => r.status === 'completed')).toHaveLength(270);
+    const failed = rows.filter((r) => r.status === 'failed');
+    expect(failed).toHaveLength(30);
+    expect(failed[0]!.error_message).toBe(message);
+    expect(await deps.redis.xlen(auditStreamKey(deps.prefix))).toBe(0);
+  });
+
+  test('a drainer that dies between its commit and its trim repeats nothing', async ({ deps }) => {
+    for (let i = 0; i < 10; i++) await deps.audit.record(auditEvent(deps, `job${i}`));
+    // The Redis client this drainer gets fails the trim, as if the process died right after COMMIT.
+    const redis = deps.redis.duplicate();
+    const failingTrim = new Proxy(redis, {
+      get: (target, key) =>
+        key === 'xtrim' ? () => Promise.reject(new Error('killed')) : Reflect.get(target, key, target),
+    });
+    try {
+      const dying = new AuditDrain(failingTrim, deps.control.pool, deps.prefix, deps.log);
+      await expect(dying.drainOnce()).rejects.toThrow('killed');
+      expect(await deps.redis.xlen(auditStreamKey(deps.prefix))).toBeGreaterThan(0);
+
+      const next = new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log);
+      await next.drainAll();
+      expect((await events(deps)).map((r) => r.job_id)).toEqual(
+        Array.from({ length: 10 }, (_, i) => `job${i}`),
+      );
+      expect(await deps.redis.xlen(auditStreamKey(deps.prefix))).toBe(0);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  test('events wait in Redis while the control database is unreachable', async ({ deps }) => {
+    for (let i = 0; i < 5; i++) await deps.audit.record(auditEvent(deps, `job${i}`));
+    const unreachable = new pg.Pool({ connectionString: 'postgres://nobody@127.0.0.1:1/none' });
+    try {
+      const drain = new AuditDrain(deps.redis, unreachable, deps.prefix, deps.log);
+      await expect(drain.drainOnce()).rejects.toThrow(/ECONNREFUSED/);
+    } finally {
+      await unreachable.end();
+    }
+    expect(await deps.redis.xlen(auditStreamKey(deps.prefix))).toBe(5);
+    await new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log).drainAll();
+    expect(await events(deps)).toHaveLength(5);
+  });
+
+  test('a job is not acknowledged until its audit event is written', async ({
+    deps,
+    client,
+    tenant,
+    startWorker,
+  }) => {
+    // A key of the wrong type makes every append fail, as an unwritable outbox would.
+    const key = auditStreamKey(deps.prefix);
+    await deps.redis.set(key, 'not a stream');
+    startWorker({ handlers: { ...handlers, 'load-fixtures': async () => result } });
+    const job = await client.enqueue('load-fixtures', payload(tenant.id, 1));
+    const queue = client.queue('load-fixtures');
+    await vi.waitFor(async () => expect((await queue.getJob(job.id))!.attemptsMade).toBe(1), {
+      timeout: 10_000,
+    });
+    expect(await (await queue.getJob(job.id))!.getState()).not.toBe('completed');
+    expect((await queue.getJob(job.id))!.failedReason).toMatch(/^\[audit_unavailable\]/);
+
+    await deps.redis.del(key);
+    await job.waitForResult({ timeoutMs: 30_000 });
+    await vi.waitFor(async () =>
+      expect(await deps.control.jobRun(deps.prefix, 'load-fixtures', job.id)).toMatchObject({
+        status: 'completed',
+        attempts: 2,
+      }),
+    );
+  });
+});
