@@ -1,6 +1,7 @@
 /**
  * Benchmarks, each side by side with its reference in the same run, on the services from
- * scripts/services.sh:
+ * scripts/services.sh. Each comparison runs `--repeat` times, reference and fleet back to back, and
+ * reports every pair and the median ratio: on a shared two-core machine single runs vary by ±10%.
  *   (a) no-op job throughput: the fleet's runtime vs a raw BullMQ worker, same concurrency, same jobs;
  *   (b) load-fixtures rows/s into PostgreSQL vs `psql \copy` of the same rows as CSV;
  *   (c) the worker process's peak RSS (VmHWM) during that million-row load.
@@ -33,12 +34,14 @@ const { values: args } = parseArgs({
     jobs: { type: 'string', default: '20000' },
     rows: { type: 'string', default: '1000000' },
     concurrency: { type: 'string', default: '50' },
+    repeat: { type: 'string', default: '3' },
     only: { type: 'string' }, // 'noop' or 'load': one half, while iterating on it
   },
 });
 const JOBS = Number(args.jobs);
 const ROWS = Number(args.rows);
 const CONCURRENCY = Number(args.concurrency);
+const REPEAT = Number(args.repeat);
 const run = randomBytes(3).toString('hex');
 
 function newDeps(prefix: string): FleetDeps {
@@ -129,29 +132,36 @@ function peakRssMiB(pid: number): number {
 async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
   const ndjson = path.join(dir, 'users.ndjson');
   const csv = path.join(dir, 'users.csv');
-  await generateFile(ndjson, { dataset: 'users', seed: 11, scale: ROWS });
-  await generateFile(csv, { dataset: 'users', seed: 11, scale: ROWS, format: 'csv' });
   const schema = `t_${tenant}`;
   const url = deps.env.DBFLEET_CONTROL_DATABASE_URL;
   const psql = (sql: string) =>
     execFileSync('psql', [url, '-v', 'ON_ERROR_STOP=1', '-qc', sql], { stdio: 'pipe' });
   // The reference: the same rows as CSV, into an identical table (same indexes), with psql's \copy.
-  psql(`CREATE TABLE ${schema}.users_ref (LIKE ${schema}.users INCLUDING ALL)`);
   const copyStart = performance.now();
+  psql(`CREATE TABLE ${schema}.users_ref (LIKE ${schema}.users INCLUDING ALL)`);
   psql(
     `\\copy ${schema}.users_ref (id, email, display_name, country, birth_year, created_at) FROM '${csv}' CSV HEADER`,
   );
   const copySeconds = (performance.now() - copyStart) / 1000;
 
-  // The fleet: a worker process of its own, so its peak RSS is its own.
+  // The fleet: a worker process of its own, so its peak RSS is its own. Timed from when it is ready
+  // (its start-up, a second or so of module loading, is not load throughput).
   const worker = spawn(path.join(ROOT, 'bin/dbfleet'), ['worker', '--concurrency', '1'], {
     env: {
       ...process.env,
       DBFLEET_PREFIX: deps.prefix,
       DBFLEET_FILE_ROOTS: dir,
-      DBFLEET_LOG_LEVEL: 'warn',
+      DBFLEET_LOG_LEVEL: 'info',
     },
-    stdio: 'inherit',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    let output = '';
+    worker.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('"worker started"')) resolve();
+    });
+    worker.once('exit', () => reject(new Error(`worker exited before it started:\n${output}`)));
   });
   const client = createClient({ redis: deps.redis, prefix: deps.prefix });
   const loadStart = performance.now();
@@ -179,17 +189,55 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
   };
 }
 
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+
+/** Runs one comparison REPEAT times, each with a fresh prefix and tenant, and prints every pair. */
+async function repeated<T extends { ratio: number }>(
+  label: string,
+  compare: (deps: FleetDeps, tenant: string) => Promise<T>,
+): Promise<{ medianRatio: number; runs: T[] }> {
+  const runs: T[] = [];
+  for (let i = 1; i <= REPEAT; i++) {
+    const tag = `${label[1]}${i}`;
+    const deps = newDeps(`bench-${run}-${tag}`);
+    const tenant = `bench${run}${tag}`;
+    try {
+      await addTenant(deps, tenant);
+      const result = await compare(deps, tenant);
+      console.log(`${label} run ${i}/${REPEAT}`, result);
+      runs.push(result);
+    } finally {
+      await dropTenantData(tenantStores(deps, tenant));
+      await closeDeps(deps);
+    }
+  }
+  const medianRatio = median(runs.map((r) => r.ratio));
+  console.log(`${label} median ratio over ${REPEAT} runs: ${medianRatio}`);
+  return { medianRatio, runs };
+}
+
 async function main() {
   const deps = newDeps(`bench-${run}`);
   const dir = await mkdtemp(path.join(tmpdir(), 'dbfleet-bench-'));
-  const tenant = `bench${run}`;
   try {
     await deps.control.migrate();
-    await addTenant(deps, tenant);
-    const noop = args.only === 'load' ? undefined : await noopThroughput(deps, tenant);
-    if (noop) console.log('(a) no-op throughput', noop);
-    const load = args.only === 'noop' ? undefined : await loadVersusCopy(deps, tenant, dir);
-    if (load) console.log('(b) load-fixtures vs psql \\copy, (c) peak RSS', load);
+    const noop = args.only === 'load' ? undefined : await repeated('(a) no-op throughput', noopThroughput);
+    let load;
+    if (args.only !== 'noop') {
+      await generateFile(path.join(dir, 'users.ndjson'), { dataset: 'users', seed: 11, scale: ROWS });
+      await generateFile(path.join(dir, 'users.csv'), {
+        dataset: 'users',
+        seed: 11,
+        scale: ROWS,
+        format: 'csv',
+      });
+      const runs = await repeated('(b) load-fixtures vs psql \\copy', (d, tenant) =>
+        loadVersusCopy(d, tenant, dir),
+      );
+      const peak = Math.max(...runs.runs.map((r) => r.workerPeakRssMiB));
+      console.log(`(c) worker peak RSS over the runs: ${peak} MiB`);
+      load = { ...runs, workerPeakRssMiB: peak };
+    }
     const results = { at: new Date().toISOString(), node: process.version, noop, load };
     await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
     await writeFile(
@@ -197,7 +245,6 @@ async function main() {
       JSON.stringify(results, null, 2),
     );
   } finally {
-    await dropTenantData(tenantStores(deps, tenant));
     await rm(dir, { recursive: true, force: true });
     await closeDeps(deps);
   }

@@ -11,13 +11,15 @@ import { PermanentError, zodIssues } from '../src/errors.ts';
 import { openRecords } from './load-fixtures/source.ts';
 import { postgresSink } from './load-fixtures/postgres-sink.ts';
 import { mongoSink } from './load-fixtures/mongo-sink.ts';
-import { freshProgress, type Progress, type Rejection, type Row, type Sink } from './load-fixtures/sink.ts';
+import { freshProgress, type Progress, type Rejection, type Sink } from './load-fixtures/sink.ts';
 import type { Payload, Result as Results } from '../queues/index.ts';
 
 type Result = Results<'load-fixtures'>;
 
 const SAMPLE_REJECTIONS = 20;
 const YIELD_EVERY = 100;
+/** Default rows per batch by store: see the contract's batchSize. */
+const BATCH_SIZE = { postgres: 50_000, mongo: 10_000 } as const;
 
 function fixtureSchema(ctx: JobContext, name: string | undefined): z.ZodObject | undefined {
   if (!name) return undefined;
@@ -97,19 +99,20 @@ async function load(
 
     // One batch is written while the next is read and validated: PostgreSQL and Node work in parallel.
     let inFlight: Promise<void> = Promise.resolve();
-    const flush = async (rows: Row[], rejected: Rejection[], lastRecord: number) => {
+    const flush = async (rows: number, rejected: Rejection[], lastRecord: number) => {
       await inFlight; // writes stay in order: checkpoints only ever move forward
       ctx.throwIfInterrupted();
       await ctx.control.recordRejections(ctx.job.prefix, ctx.job.id, rejected);
       const next: Progress = {
         records: lastRecord,
-        loaded: progress.loaded + rows.length,
+        loaded: progress.loaded + rows,
         rejected: progress.rejected + rejected.length,
         batches: progress.batches + 1,
         done: false,
       };
+      const written = sink.write(next); // takes the batch now; rows added from here on are the next one
       inFlight = (async () => {
-        const refused = await sink.write(rows, next);
+        const refused = await written;
         await ctx.control.recordRejections(ctx.job.prefix, ctx.job.id, refused);
         keep(rejected);
         keep(refused);
@@ -127,7 +130,8 @@ async function load(
       inFlight.catch(() => undefined); // awaited below; avoid an unhandled rejection in between
     };
 
-    let rows: Row[] = [];
+    const batchSize = p.batchSize ?? BATCH_SIZE[p.target.store];
+    let rows = 0;
     let rejected: Rejection[] = [];
     let lastRecord = progress.records;
     let sinceYield = 0;
@@ -146,22 +150,25 @@ async function load(
           rejected.push({ line: record.line, reason: record.error });
         } else if (schema) {
           const parsed = schema.safeParse(record.value);
-          if (parsed.success) rows.push({ line: record.line, value: parsed.data as Record<string, unknown> });
-          else rejected.push({ line: record.line, reason: zodIssues(parsed.error).join('; ') });
+          if (parsed.success) {
+            sink.add(record.line, parsed.data as Record<string, unknown>);
+            rows++;
+          } else rejected.push({ line: record.line, reason: zodIssues(parsed.error).join('; ') });
         } else if (record.value && typeof record.value === 'object' && !Array.isArray(record.value)) {
-          rows.push({ line: record.line, value: record.value as Record<string, unknown> });
+          sink.add(record.line, record.value as Record<string, unknown>);
+          rows++;
         } else {
           rejected.push({ line: record.line, reason: 'not an object' });
         }
-        if (rows.length + rejected.length >= p.batchSize) {
+        if (rows + rejected.length >= batchSize) {
           await flush(rows, rejected, lastRecord);
-          rows = [];
+          rows = 0;
           rejected = [];
         }
       }
     }
     // The last partial batch; also the only batch of an empty source, so `replace` still empties.
-    if (rows.length + rejected.length > 0 || progress.batches === 0) await flush(rows, rejected, lastRecord);
+    if (rows + rejected.length > 0 || progress.batches === 0) await flush(rows, rejected, lastRecord);
     await inFlight;
     await sink.finish(progress);
   }

@@ -30,6 +30,7 @@ export function mongoSink(o: MongoSinkOptions): Sink {
   const collection = o.db.collection(o.collection);
   /** True for the first batch after a resume: it may already be partly in the collection. */
   let resumed = false;
+  let batch: Row[] = [];
 
   const insert = async (rows: Row[]): Promise<Rejection[]> => {
     const docs = rows.map((r) => ({ _id: derivedId(o.loadKey, r.line), ...r.value }) as Document);
@@ -86,7 +87,13 @@ export function mongoSink(o: MongoSinkOptions): Sink {
       return saved;
     },
 
-    async write(rows, next) {
+    add(line, value) {
+      batch.push({ line, value });
+    },
+
+    async write(next) {
+      const rows = batch;
+      batch = [];
       // replace: a fresh start (no checkpoint yet) empties the collection; a resumed one must not.
       if (o.mode === 'replace' && next.batches === 1 && !resumed) await collection.deleteMany({});
       const refused = rows.length === 0 ? [] : o.mode === 'upsert' ? await upsert(rows) : await insert(rows);

@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { PermanentError } from '../../src/errors.ts';
 import type { TenantPostgres } from '../../src/stores/postgres.ts';
 import { quoteIdent } from '../../src/stores/identifiers.ts';
-import { copyLines } from '../../src/stores/copy-text.ts';
+import { CopyTextBuffer } from '../../src/stores/copy-text.ts';
 import type { Progress, Rejection, Row, Sink } from './sink.ts';
 
 const CHECKPOINTS = '_dbfleet_load_checkpoints';
@@ -32,17 +32,8 @@ export interface PostgresSinkOptions {
   loadKey: string;
 }
 
-async function copyInto(
-  client: pg.PoolClient,
-  target: string,
-  columns: readonly string[],
-  rows: Row[],
-): Promise<void> {
+async function copyInto(client: pg.PoolClient, target: string, columns: readonly string[], text: Buffer) {
   const cols = columns.map(quoteIdent).join(', ');
-  const text = copyLines(
-    rows.map((r) => r.value),
-    columns,
-  );
   await pipeline(Readable.from([text]), client.query(copyFrom(`COPY ${target} (${cols}) FROM STDIN`)));
 }
 
@@ -63,7 +54,18 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
      VALUES (${o.client.escapeLiteral(o.loadKey)}, ${o.client.escapeLiteral(JSON.stringify(p))}::jsonb, now())
      ON CONFLICT (load_key) DO UPDATE SET progress = EXCLUDED.progress, updated_at = now()`;
 
+  // insert and replace encode each row as it arrives; upsert keeps rows to drop repeated keys.
+  const text = new CopyTextBuffer();
+  let rows: Row[] = [];
+  let count = 0;
+
   return {
+    add(line, value) {
+      count++;
+      if (o.mode === 'upsert') rows.push({ line, value });
+      else text.appendRow(value, o.columns);
+    },
+
     async prepare() {
       const client = o.client;
       const { rows } = await client.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [target]);
@@ -85,18 +87,23 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
       return saved.rows[0]?.progress;
     },
 
-    async write(rows, next) {
+    async write(next) {
+      const batch = { rows, text: text.take(), count };
+      rows = [];
+      count = 0;
       const client = o.client;
       await client.query('BEGIN');
       try {
         // replace: empty the table in the same transaction as the first batch, so it is never seen empty.
         if (o.mode === 'replace' && next.batches === 1) await client.query(`TRUNCATE ${target}`);
-        if (rows.length > 0 && o.mode === 'upsert') {
+        if (batch.count > 0 && o.mode === 'upsert') {
           const key = o.key!;
           await client.query(
             `CREATE TEMP TABLE _dbfleet_batch (LIKE ${target} INCLUDING DEFAULTS) ON COMMIT DROP`,
           );
-          await copyInto(client, '_dbfleet_batch', o.columns, lastByKey(rows, key));
+          const unique = new CopyTextBuffer();
+          for (const row of lastByKey(batch.rows, key)) unique.appendRow(row.value, o.columns);
+          await copyInto(client, '_dbfleet_batch', o.columns, unique.take());
           const cols = o.columns.map(quoteIdent).join(', ');
           const updates = o.columns
             .filter((c) => !key.includes(c))
@@ -105,8 +112,8 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
             `INSERT INTO ${target} (${cols}) SELECT ${cols} FROM _dbfleet_batch
              ON CONFLICT (${key.map(quoteIdent).join(', ')}) DO ${updates.length ? `UPDATE SET ${updates.join(', ')}` : 'NOTHING'}`,
           );
-        } else if (rows.length > 0) {
-          await copyInto(client, target, o.columns, rows);
+        } else if (batch.count > 0) {
+          await copyInto(client, target, o.columns, batch.text);
         }
         await client.query(`${checkpointSql(next)}; COMMIT`);
       } catch (err) {

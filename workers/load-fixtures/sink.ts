@@ -23,11 +23,15 @@ export const freshProgress: Progress = { records: 0, loaded: 0, rejected: 0, bat
 export interface Sink {
   /** Throws a permanent error if the target does not exist; returns the last committed progress. */
   prepare(): Promise<Progress | undefined>;
+  /** Takes one validated row (source record `line`) into the batch being built. */
+  add(line: number, value: Record<string, unknown>): void;
   /**
-   * Writes `rows` and records `next` as the checkpoint, atomically where the store allows, idempotently
-   * where it does not. Returns rows the store itself refused (a duplicate key, say).
+   * Writes the rows added since the last call and records `next` as the checkpoint, atomically where
+   * the store allows, idempotently where it does not. The batch is taken at once, so rows added while
+   * the write is in flight go to the next batch. Returns rows the store itself refused (a duplicate
+   * key, say).
    */
-  write(rows: Row[], next: Progress): Promise<Rejection[]>;
+  write(next: Progress): Promise<Rejection[]>;
   /** Marks the load finished, so that a redelivered job does not load again. */
   finish(progress: Progress): Promise<void>;
 }
