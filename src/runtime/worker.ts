@@ -2,6 +2,7 @@
  * The worker process's core: one BullMQ Worker per served queue, all sharing the injected deps, and a
  * bounded graceful shutdown.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { Worker, type Job } from 'bullmq';
 import { isJobName, type JobName } from '../../queues/index.ts';
 import { AuditDrain } from '../control/audit-drain.ts';
@@ -11,6 +12,8 @@ import type { FleetDeps } from './deps.ts';
 import type { AnyHandler } from './handler.ts';
 import { InFlight } from './in-flight.ts';
 import { processJob } from './process-job.ts';
+
+const FINAL_DRAIN_MS = 5_000;
 
 export type HandlerCatalog = Record<JobName, AnyHandler | null>;
 
@@ -104,8 +107,9 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
         }
         inFlight.stop();
         metrics.inFlightSources.delete(inFlight);
-        // Copy this process's last audit events before it exits (another worker would, later).
-        await auditDrain.close();
+        // Copy this process's last audit events before it exits, for a few seconds at most: whatever
+        // is left stays in Redis for the next worker's drainer.
+        await Promise.race([auditDrain.close(), delay(FINAL_DRAIN_MS, undefined, { ref: false })]);
         drainRedis.disconnect();
         deps.log.info('worker stopped');
       })();
