@@ -68,11 +68,18 @@ describe('audit log', () => {
     const options = { handlers: { ...handlers, 'load-fixtures': handler }, concurrency: 8 };
     startWorker(options);
     startWorker(options);
-    const jobs = await client.enqueueBulk(
+    await client.enqueueBulk(
       'load-fixtures',
       Array.from({ length: 300 }, (_, n) => ({ payload: payload(tenant.id, n) })),
     );
-    await Promise.allSettled(jobs.map((j) => j.waitForResult({ timeoutMs: 60_000 })));
+    const queue = client.queue('load-fixtures');
+    await vi.waitFor(
+      async () => {
+        const counts = await queue.getJobCounts('completed', 'failed');
+        expect(counts).toEqual({ completed: 270, failed: 30 });
+      },
+      { timeout: 30_000, interval: 100 },
+    );
 
     await vi.waitFor(async () => expect(await events(deps)).toHaveLength(300), { timeout: 10_000 });
     const rows = await events(deps);
