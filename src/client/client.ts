@@ -90,9 +90,19 @@ export function createClient(options: ClientOptions): FleetClient {
     let e = events.get(type);
     if (!e) {
       // QueueEvents blocks on a connection of its own; given options (not an instance), BullMQ owns
-      // that connection and closes it with the QueueEvents.
-      const qe = new QueueEvents(type, { connection: sameServer(connection), prefix });
-      e = qe.waitUntilReady().then(() => qe);
+      // that connection and closes it with the QueueEvents. It reads from the events stream's last
+      // entry as of now, not from '$' at its first read: a job finishing between "ready" and that
+      // first read was otherwise missed, and its waitForResult hung until its timeout.
+      e = (async () => {
+        const [last] = await connection.xrevrange(queue(type).keys.events!, '+', '-', 'COUNT', 1);
+        const qe = new QueueEvents(type, {
+          connection: sameServer(connection),
+          prefix,
+          lastEventId: last?.[0] ?? '0-0',
+        });
+        await qe.waitUntilReady();
+        return qe;
+      })();
       events.set(type, e);
     }
     return e;
