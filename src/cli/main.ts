@@ -35,20 +35,28 @@ program
   .option('--concurrency <n>', 'jobs in flight per queue', int, 2)
   .option('--metrics-port <port>', "serve this worker's Prometheus metrics on 127.0.0.1:<port>", int)
   .action(async (o: { queues?: string[]; concurrency: number; metricsPort?: number }) => {
-    const [{ startWorker }, { handlers }, { createServer }] = await Promise.all([
+    const [{ startWorker }, { handlers }, { createServer }, { createFleetMetrics }] = await Promise.all([
       import('../runtime/worker.ts'),
       import('../../workers/index.ts'),
       import('node:http'),
+      import('../metrics.ts'),
     ]);
     const deps = await bootstrap();
-    const worker = startWorker(deps, { handlers, queues: o.queues, concurrency: o.concurrency });
+    // The metrics port listens before the worker starts (and says "worker started"), so whoever
+    // waits for that line can scrape at once, and a port in use fails before any job is taken.
+    const metrics = createFleetMetrics();
     const metricsServer =
       o.metricsPort === undefined
         ? undefined
         : createServer(async (_req, res) => {
-            res.setHeader('content-type', worker.metrics.registry.contentType);
-            res.end(await worker.metrics.registry.metrics());
-          }).listen(o.metricsPort, '127.0.0.1');
+            res.setHeader('content-type', metrics.registry.contentType);
+            res.end(await metrics.registry.metrics());
+          });
+    if (metricsServer)
+      await new Promise<void>((resolve, reject) =>
+        metricsServer.once('error', reject).listen(o.metricsPort, '127.0.0.1', resolve),
+      );
+    const worker = startWorker(deps, { handlers, queues: o.queues, concurrency: o.concurrency, metrics });
     onShutdownSignal(async () => {
       metricsServer?.close();
       await worker.close();
