@@ -52,7 +52,7 @@ function newDeps(prefix: string): FleetDeps {
 async function noopThroughput(deps: FleetDeps, tenant: string) {
   // Raw BullMQ: the same Redis, the same concurrency, the same job data and options (attempts,
   // backoff, keeping finished jobs for inspection), a processor that does nothing. Only the runtime
-  // differs: validation, audit rows, tenant check, metrics, context.
+  // differs: validation, audit events, tenant check, metrics, context.
   const payload = {
     tenant,
     target: { store: 'mongo' as const, name: 'sessions' },
@@ -81,7 +81,7 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
   });
   await rawQueue.close();
 
-  // The fleet: validation, audit rows, tenant check, metrics, checkpoint and logger per job.
+  // The fleet: validation, tenant check, audit event, timeout sweeper, metrics and context per job.
   const client = createClient({ redis: deps.redis, prefix: deps.prefix });
   for (let i = 0; i < JOBS; i += 5000) {
     await client.enqueueBulk(

@@ -14,12 +14,10 @@ import type { Logger } from '../logger.ts';
 import { inTransaction, withPoolClient } from '../stores/postgres.ts';
 import { AUDIT_COLUMNS, auditStreamKey, EVENT_FIELD } from './audit-outbox.ts';
 
-export interface AuditDrainOptions {
-  /** Stream entries per transaction; each holds the events of one event-loop turn of one process. */
-  batchSize?: number;
-  /** How often an idle drainer looks for new events. */
-  idleMs?: number;
-}
+/** Stream entries per transaction; each holds the events of one event-loop turn of one process. */
+const BATCH_ENTRIES = 200;
+/** How often an idle drainer looks for new events. */
+const IDLE_MS = 100;
 
 export class AuditDrain {
   readonly #redis: Redis;
@@ -27,19 +25,15 @@ export class AuditDrain {
   readonly #prefix: string;
   readonly #key: string;
   readonly #log: Logger;
-  readonly #batchSize: number;
-  readonly #idleMs: number;
   readonly #stop = new AbortController();
   #loop: Promise<void> | undefined;
 
-  constructor(redis: Redis, pool: pg.Pool, prefix: string, log: Logger, options: AuditDrainOptions = {}) {
+  constructor(redis: Redis, pool: pg.Pool, prefix: string, log: Logger) {
     this.#redis = redis;
     this.#pool = pool;
     this.#prefix = prefix;
     this.#key = auditStreamKey(prefix);
     this.#log = log;
-    this.#batchSize = options.batchSize ?? 200;
-    this.#idleMs = options.idleMs ?? 100;
   }
 
   start(): void {
@@ -65,7 +59,7 @@ export class AuditDrain {
       try {
         const outcome = await this.drainOnce();
         failures = 0;
-        if (outcome !== 'full') await sleep(this.#idleMs, undefined, { signal });
+        if (outcome !== 'full') await sleep(IDLE_MS, undefined, { signal });
       } catch (err) {
         if (signal.aborted) break;
         // The events wait safely in Redis; back off while the control database is unreachable.
@@ -108,7 +102,7 @@ export class AuditDrain {
       after ? `(${after}` : '-',
       '+',
       'COUNT',
-      this.#batchSize,
+      BATCH_ENTRIES,
     );
     // Nothing new: entries left behind by a drainer that died between its commit and its trim.
     if (entries.length === 0) return { outcome: 'empty', committedThrough: after };
@@ -122,7 +116,7 @@ export class AuditDrain {
        ON CONFLICT (prefix) DO UPDATE SET last_id = EXCLUDED.last_id`,
       [this.#prefix, last],
     );
-    return { outcome: entries.length === this.#batchSize ? 'full' : 'partial', committedThrough: last };
+    return { outcome: entries.length === BATCH_ENTRIES ? 'full' : 'partial', committedThrough: last };
   }
 
   /** Removes entries up to and including `id`: they are committed in PostgreSQL. */

@@ -9,7 +9,7 @@
  * encoded as lines of COPY text for dbfleet.job_events, so the drainer only concatenates them.
  */
 import type { Redis } from 'ioredis';
-import { copyValue } from '../stores/copy-text.ts';
+import { copyLine } from '../stores/copy-text.ts';
 import type { JobStatus } from './control-db.ts';
 
 export interface AuditEvent {
@@ -58,17 +58,29 @@ export const AUDIT_COLUMNS = [
   'recorded_at',
 ] as const;
 
-const time = (ms: number | undefined) => (ms === undefined ? '\\N' : new Date(ms).toISOString());
+const time = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms));
 
-/** One event as a line of COPY text (see AUDIT_COLUMNS). */
+/** One event as a line of COPY text, in AUDIT_COLUMNS order. */
 export function auditLine(e: AuditEvent): string {
-  return (
-    `${copyValue(e.prefix)}\t${copyValue(e.queue)}\t${copyValue(e.jobId)}\t${copyValue(e.tenant)}\t` +
-    `${copyValue(e.requestedBy)}\t${copyValue(e.payloadDigest)}\t${e.status}\t${e.attempt}\t` +
-    `${time(e.enqueuedAt)}\t${time(e.startedAt)}\t${time(e.finishedAt)}\t` +
-    `${e.durationMs === undefined ? '\\N' : Math.round(e.durationMs)}\t${copyValue(e.resultSummary)}\t` +
-    `${copyValue(e.errorCode)}\t${copyValue(e.errorMessage)}\t${time(e.at)}\n`
-  );
+  const row: Record<(typeof AUDIT_COLUMNS)[number], unknown> = {
+    prefix: e.prefix,
+    queue: e.queue,
+    job_id: e.jobId,
+    tenant: e.tenant,
+    requested_by: e.requestedBy,
+    payload_digest: e.payloadDigest,
+    status: e.status,
+    attempt: e.attempt,
+    enqueued_at: time(e.enqueuedAt),
+    started_at: time(e.startedAt),
+    finished_at: time(e.finishedAt),
+    duration_ms: e.durationMs === undefined ? undefined : Math.round(e.durationMs),
+    result_summary: e.resultSummary,
+    error_code: e.errorCode,
+    error_message: e.errorMessage,
+    recorded_at: time(e.at),
+  };
+  return copyLine(row, AUDIT_COLUMNS);
 }
 
 interface Pending {

@@ -7,7 +7,7 @@ import type { Job } from 'bullmq';
 import type { JobName } from '../../queues/index.ts';
 import { catalog } from '../../queues/index.ts';
 import { InterruptedError, PermanentError } from '../errors.ts';
-import type { JobEnvelope } from '../jobs/envelope.ts';
+import { tenantOf, type JobEnvelope } from '../jobs/envelope.ts';
 import type { Logger } from '../logger.ts';
 import { tenantPostgres, type TenantPostgres } from '../stores/postgres.ts';
 import type { TenantLocation } from '../tenants.ts';
@@ -46,7 +46,7 @@ export class AttemptContext implements JobContext {
     this.#token = token;
     this.#running = running;
     this.fileRoots = fileRoots;
-    this.tenant = (bullJob.data?.payload as { tenant?: string } | undefined)?.tenant ?? 'unknown';
+    this.tenant = tenantOf(bullJob.data?.payload);
     this.job = { id: bullJob.id!, queue: type, attempt: bullJob.attemptsMade + 1, prefix: deps.prefix };
   }
 

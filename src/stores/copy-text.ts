@@ -22,12 +22,6 @@ export function copyValue(value: unknown): string {
   }
 }
 
-export function copyLines(rows: readonly Record<string, unknown>[], columns: readonly string[]): string {
-  let out = '';
-  for (const row of rows) out += copyLine(row, columns);
-  return out;
-}
-
 /** One row as a line of COPY text. */
 export function copyLine(row: Record<string, unknown>, columns: readonly string[]): string {
   let out = '';
@@ -45,10 +39,6 @@ export class CopyTextBuffer {
   /** The buffer handed out by the last take(): reused by the one after, so batches allocate nothing. */
   #spare = Buffer.allocUnsafe(1 << 16);
   #length = 0;
-
-  get byteLength(): number {
-    return this.#length;
-  }
 
   appendRow(row: Record<string, unknown>, columns: readonly string[]): void {
     const line = copyLine(row, columns);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, jobIdForKey, payloadDigest, redactPaths } from '../../src/jobs/envelope.ts';
-import { copyLines } from '../../src/stores/copy-text.ts';
+import { copyLine } from '../../src/stores/copy-text.ts';
 import { checkAuthorization, isLoopback } from '../../src/board/auth.ts';
 import { loadEnv } from '../../src/config/env.ts';
 import { redactUrl } from '../../src/logger.ts';
@@ -47,10 +47,13 @@ describe('job envelope helpers', () => {
 
 describe('COPY text encoding', () => {
   it('escapes tabs, newlines and backslashes, and writes nulls as \\N', () => {
-    const text = copyLines(
-      [{ a: 'x\ty\nz\\', b: null, c: true, d: { k: 1 }, e: new Date(0) }],
-      ['a', 'b', 'c', 'd', 'e'],
-    );
+    const text = copyLine({ a: 'x\ty\nz\\', b: null, c: true, d: { k: 1 }, e: new Date(0) }, [
+      'a',
+      'b',
+      'c',
+      'd',
+      'e',
+    ]);
     expect(text).toBe('x\\ty\\nz\\\\\t\\N\tt\t{"k":1}\t1970-01-01T00:00:00.000Z\n');
   });
 });
