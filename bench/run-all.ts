@@ -58,6 +58,16 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
     target: { store: 'mongo' as const, name: 'sessions' },
     source: { type: 'inline' as const, rows: [] },
   };
+  // Both processors return this, so both store and announce the same return value.
+  const result = {
+    read: 0,
+    loaded: 0,
+    rejected: 0,
+    sampleRejections: [],
+    batches: 0,
+    resumedFrom: 0,
+    rowsPerSecond: 0,
+  };
   const rawQueue = new Queue('raw-noop', { connection: deps.redis, prefix: deps.prefix });
   for (let i = 0; i < JOBS; i += 5000)
     await rawQueue.addBulk(
@@ -70,7 +80,7 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
   let rawDone = 0;
   const rawStart = performance.now();
   const rawSeconds = await new Promise<number>((resolve) => {
-    const worker = new Worker('raw-noop', async () => ({}), {
+    const worker = new Worker('raw-noop', async () => result, {
       connection: deps.redis,
       prefix: deps.prefix,
       concurrency: CONCURRENCY,
@@ -94,19 +104,12 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
   const started = new Promise<void>((resolve) => (allStarted = resolve));
   const noop: Handler<'load-fixtures'> = async () => {
     if (++fleetDone === JOBS) allStarted();
-    return {
-      read: 0,
-      loaded: 0,
-      rejected: 0,
-      sampleRejections: [],
-      batches: 0,
-      resumedFrom: 0,
-      rowsPerSecond: 0,
-    };
+    return result;
   };
   const fleetStart = performance.now();
   const worker = startWorker(deps, {
     handlers: { ...handlers, 'load-fixtures': noop },
+    queues: ['load-fixtures'], // one queue, as the raw worker has
     concurrency: CONCURRENCY,
   });
   await started;

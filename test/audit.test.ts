@@ -93,6 +93,7 @@ describe('audit log', () => {
 
   test('a drainer that dies between its commit and its trim repeats nothing', async ({ deps }) => {
     for (let i = 0; i < 10; i++) await deps.audit.record(auditEvent(deps, `job${i}`));
+    await deps.audit.flushed(); // the drainers below read on other connections
     // The Redis client this drainer gets fails the trim, as if the process died right after COMMIT.
     const redis = deps.redis.duplicate();
     const failingTrim = new Proxy(redis, {
@@ -129,31 +130,40 @@ describe('audit log', () => {
     expect(await events(deps)).toHaveLength(5);
   });
 
-  test('a job is not acknowledged until its audit event is written', async ({
+  test('an append Redis refuses is kept and sent again; until then jobs are not acknowledged', async ({
     deps,
     client,
     tenant,
     startWorker,
   }) => {
-    // A key of the wrong type makes every append fail, as an unwritable outbox would.
+    // A key of the wrong type makes Redis refuse every append but not the acknowledgement after it.
     const key = auditStreamKey(deps.prefix);
     await deps.redis.set(key, 'not a stream');
     startWorker({ handlers: { ...handlers, 'load-fixtures': async () => result } });
-    const job = await client.enqueue('load-fixtures', payload(tenant.id, 1));
+    const first = await client.enqueue('load-fixtures', payload(tenant.id, 1));
+    await first.waitForResult({ timeoutMs: 10_000 }); // its event went out before its ack: kept
+    expect(deps.audit.refusedEvents).toBe(1);
+
+    const second = await client.enqueue('load-fixtures', payload(tenant.id, 2));
     const queue = client.queue('load-fixtures');
-    await vi.waitFor(async () => expect((await queue.getJob(job.id))!.attemptsMade).toBe(1), {
+    await vi.waitFor(async () => expect((await queue.getJob(second.id))!.attemptsMade).toBe(1), {
       timeout: 10_000,
     });
-    expect(await (await queue.getJob(job.id))!.getState()).not.toBe('completed');
-    expect((await queue.getJob(job.id))!.failedReason).toMatch(/^\[audit_unavailable\]/);
+    expect(await (await queue.getJob(second.id))!.getState()).not.toBe('completed');
+    expect((await queue.getJob(second.id))!.failedReason).toMatch(/^\[audit_unavailable\]/);
 
     await deps.redis.del(key);
-    await job.waitForResult({ timeoutMs: 30_000 });
-    await vi.waitFor(async () =>
-      expect(await deps.control.jobRun(deps.prefix, 'load-fixtures', job.id)).toMatchObject({
+    await second.waitForResult({ timeoutMs: 30_000 });
+    expect(deps.audit.refusedEvents).toBe(0);
+    await vi.waitFor(async () => {
+      expect(await deps.control.jobRun(deps.prefix, 'load-fixtures', first.id)).toMatchObject({
+        status: 'completed',
+        attempts: 1,
+      });
+      expect(await deps.control.jobRun(deps.prefix, 'load-fixtures', second.id)).toMatchObject({
         status: 'completed',
         attempts: 2,
-      }),
-    );
+      });
+    });
   });
 });

@@ -61,7 +61,7 @@ export class AttemptContext implements JobContext {
   }
 
   get signal(): AbortSignal {
-    return this.#running.abort.signal;
+    return this.#running.signal;
   }
 
   get postgres(): TenantPostgres {
@@ -115,7 +115,7 @@ export class AttemptContext implements JobContext {
   }
 
   throwIfInterrupted(): void {
-    if (this.#running.abort.signal.aborted)
+    if (this.#running.aborted)
       throw new InterruptedError(this.#running.timedOut ? 'timed out' : 'worker shutting down');
   }
 

@@ -23,7 +23,10 @@ export interface FleetDeps {
   config: DbfleetConfig;
   log: Logger;
   prefix: string;
-  /** Shared by queues; BullMQ duplicates it for each worker's blocking connection. */
+  /**
+   * Shared by queues and workers (BullMQ duplicates it only for each worker's blocking connection). The
+   * audit outbox writes on it too: that is what orders a job's audit event before its acknowledgement.
+   */
   redis: Redis;
   control: ControlDb;
   /** Where jobs append their audit events; a drainer copies them to the control database. */
@@ -54,7 +57,9 @@ export function createDeps(env: Env, config: DbfleetConfig, log: Logger): FleetD
     prefix: env.DBFLEET_PREFIX,
     redis,
     control,
-    audit: new AuditOutbox(redis, env.DBFLEET_PREFIX),
+    audit: new AuditOutbox(redis, env.DBFLEET_PREFIX, (err, events) =>
+      log.error({ err, events }, 'Redis refused audit events; kept in memory and appended again'),
+    ),
     postgres: new PostgresPools(log),
     mongo: new MongoClients(),
     s3,
@@ -65,6 +70,9 @@ export function createDeps(env: Env, config: DbfleetConfig, log: Logger): FleetD
 }
 
 export async function closeDeps(deps: FleetDeps): Promise<void> {
+  await deps.audit.close();
+  if (deps.audit.refusedEvents > 0)
+    deps.log.error({ events: deps.audit.refusedEvents }, 'closing with audit events Redis refused');
   await Promise.allSettled([deps.postgres.closeAll(), deps.mongo.closeAll(), deps.control.pool.end()]);
   deps.s3.destroy();
   await deps.redis.quit().catch(() => deps.redis.disconnect());

@@ -4,15 +4,44 @@
  * job keeps a short job's overhead small at thousands of jobs per second. Timeouts are therefore
  * accurate to the sweep interval (a tenth of a second), which is fine for limits of minutes.
  */
-export interface RunningJob {
-  readonly count: { count: number };
-  readonly startedAt: number;
+export class RunningJob {
+  readonly startedAt = performance.now();
   readonly deadline: number;
-  readonly abort: AbortController;
-  timedOut: boolean;
+  timedOut = false;
+  longRunning = false;
+  #controller: AbortController | undefined;
+  #reason: unknown;
+  #aborted = false;
+
+  readonly count: { count: number };
   /** Called once, when the job has been running for `longRunningMs`. */
   readonly onLongRunning: () => void;
-  longRunning: boolean;
+
+  constructor(count: { count: number }, timeoutMs: number, onLongRunning: () => void) {
+    this.count = count;
+    this.deadline = this.startedAt + timeoutMs;
+    this.onLongRunning = onLongRunning;
+  }
+
+  /** Built on first use: most short jobs never look at it. */
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
 }
 
 export class InFlight {
@@ -29,20 +58,11 @@ export class InFlight {
   }
 
   start(type: string, tenant: string, timeoutMs: number, onLongRunning: () => void): RunningJob {
-    const startedAt = performance.now();
     const key = `${type}\u0000${tenant}`;
     let count = this.counts.get(key);
     if (!count) this.counts.set(key, (count = { type, tenant, count: 0 }));
     count.count++;
-    const job: RunningJob = {
-      count,
-      startedAt,
-      deadline: startedAt + timeoutMs,
-      abort: new AbortController(),
-      timedOut: false,
-      onLongRunning,
-      longRunning: false,
-    };
+    const job = new RunningJob(count, timeoutMs, onLongRunning);
     this.#jobs.add(job);
     return job;
   }
@@ -53,7 +73,7 @@ export class InFlight {
 
   /** Aborts every running job (worker shutdown): each stops at its next checkpoint. */
   abortAll(reason: unknown): void {
-    for (const job of this.#jobs) job.abort.abort(reason);
+    for (const job of this.#jobs) job.abort(reason);
   }
 
   stop(): void {
@@ -69,7 +89,7 @@ export class InFlight {
       }
       if (!job.timedOut && now >= job.deadline) {
         job.timedOut = true;
-        job.abort.abort(new Error('timed out'));
+        job.abort(new Error('timed out'));
       }
     }
   }

@@ -57,7 +57,7 @@ export async function processJob(
       .record({ ...auditBase, status: 'active', at: Date.now() })
       .catch((err: unknown) => ctx.log.warn({ err }, 'audit write failed'));
   });
-  if (opts.shutdown.aborted) running.abort.abort(opts.shutdown.reason);
+  if (opts.shutdown.aborted) running.abort(opts.shutdown.reason);
   const ctx = new AttemptContext(deps, type, job, token, running, opts.fileRoots);
   try {
     const payload = parsePayload(type, job.data?.payload);
@@ -65,7 +65,7 @@ export async function processJob(
     if (deps.log.isLevelEnabled('info')) ctx.log.info('job started');
     const result = await handler(payload, ctx);
     const durationMs = performance.now() - running.startedAt;
-    // Awaited: a job is acknowledged only once its audit event is in the outbox.
+    // Awaited: the append is sent before the acknowledgement BullMQ sends once this returns.
     const finishedAt = Date.now();
     await deps.audit
       .record({
@@ -81,7 +81,7 @@ export async function processJob(
         throw new TransientError('audit_unavailable', `could not write the audit event: ${String(err)}`);
       });
     await redactData();
-    metrics.jobDuration.observe({ type, outcome: 'completed' }, durationMs / 1000);
+    metrics.completedDuration(type).observe(durationMs / 1000);
     if (deps.log.isLevelEnabled('info'))
       ctx.log.info({ durationMs: Math.round(durationMs) }, 'job completed');
     return result;

@@ -71,6 +71,7 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
           token,
         ),
       {
+        // The connection the audit outbox appends on: a job's event is sent before its ack.
         connection: deps.redis,
         prefix: deps.prefix,
         concurrency: options.concurrency ?? 1,
@@ -109,7 +110,10 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
         metrics.inFlightSources.delete(inFlight);
         // Copy this process's last audit events before it exits, for a few seconds at most: whatever
         // is left stays in Redis for the next worker's drainer.
-        await Promise.race([auditDrain.close(), delay(FINAL_DRAIN_MS, undefined, { ref: false })]);
+        await Promise.race([
+          deps.audit.flushed().then(() => auditDrain.close()),
+          delay(FINAL_DRAIN_MS, undefined, { ref: false }),
+        ]);
         drainRedis.disconnect();
         deps.log.info('worker stopped');
       })();
