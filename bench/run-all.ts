@@ -21,6 +21,7 @@ import { buildJob } from '../src/jobs/envelope.ts';
 import { loadEnv } from '../src/config/env.ts';
 import { addTenant, dropTenantData, tenantStores } from '../src/control/provision.ts';
 import { createLogger } from '../src/logger.ts';
+import { deleteKeysUnder } from '../src/redis.ts';
 import { closeDeps, createDeps, type FleetDeps } from '../src/runtime/deps.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 import { startWorker } from '../src/runtime/worker.ts';
@@ -211,6 +212,9 @@ async function repeated<T extends { ratio: number }>(
       runs.push(result);
     } finally {
       await dropTenantData(tenantStores(deps, tenant));
+      // Each run's jobs and audit rows go with it, so runs do not slow down the ones after them.
+      await deleteKeysUnder(deps.redis, deps.prefix);
+      await deps.control.forgetPrefix(deps.prefix);
       await closeDeps(deps);
     }
   }

@@ -9,3 +9,16 @@ export function sameServer(redis: Redis): RedisOptions {
   const { host, port, db, username, password, tls } = redis.options;
   return { host, port, db, username, password, tls, maxRetriesPerRequest: null };
 }
+
+/**
+ * Deletes every key under `<prefix>:` (a finished test's or benchmark's queues and audit outbox), in
+ * batches, without blocking Redis the way KEYS or one huge DEL would.
+ */
+export async function deleteKeysUnder(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    if (keys.length > 0) await redis.unlink(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+}

@@ -97,7 +97,9 @@ export class AuditDrain {
       [this.#prefix],
     );
     const after = rows[0]?.last_id;
-    const entries = await this.#redis.xrange(
+    // As bytes: the entries are COPY text already, so they go to PostgreSQL without a decode and
+    // re-encode (megabytes per second at thousands of jobs per second).
+    const entries = await this.#redis.xrangeBuffer(
       this.#key,
       after ? `(${after}` : '-',
       '+',
@@ -107,10 +109,10 @@ export class AuditDrain {
     // Nothing new: entries left behind by a drainer that died between its commit and its trim.
     if (entries.length === 0) return { outcome: 'empty', committedThrough: after };
     await pipeline(
-      Readable.from(entries.map(([, fields]) => fields[fields.indexOf(EVENT_FIELD) + 1]!)),
+      Readable.from(entries.map(([, fields]) => eventsOf(fields))),
       client.query(copyFrom(`COPY dbfleet.job_events (${AUDIT_COLUMNS.join(', ')}) FROM STDIN`)),
     );
-    const last = entries.at(-1)![0];
+    const last = entries.at(-1)![0].toString();
     await client.query(
       `INSERT INTO dbfleet.audit_cursor (prefix, last_id) VALUES ($1, $2)
        ON CONFLICT (prefix) DO UPDATE SET last_id = EXCLUDED.last_id`,
@@ -124,4 +126,10 @@ export class AuditDrain {
     const [ms, seq] = id.split('-');
     await this.#redis.xtrim(this.#key, 'MINID', `${ms}-${BigInt(seq!) + 1n}`);
   }
+}
+
+/** The COPY text an entry carries (its one field is EVENT_FIELD). */
+function eventsOf(fields: Buffer[]): Buffer {
+  for (let i = 0; i < fields.length; i += 2) if (fields[i]!.toString() === EVENT_FIELD) return fields[i + 1]!;
+  throw new Error('audit stream entry without its events field');
 }

@@ -105,4 +105,14 @@ export class ControlDb {
     );
     return rows.map((r) => ({ line: Number(r.line), reason: r.reason }));
   }
+
+  /** Deletes a prefix's audit events, drain cursor and rejections (a finished test's or benchmark's). */
+  async forgetPrefix(prefix: string): Promise<void> {
+    await this.pool.query(
+      `WITH events AS (DELETE FROM dbfleet.job_events WHERE prefix = $1),
+            cursor AS (DELETE FROM dbfleet.audit_cursor WHERE prefix = $1)
+       DELETE FROM dbfleet.load_rejections WHERE prefix = $1`,
+      [prefix],
+    );
+  }
 }
