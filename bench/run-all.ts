@@ -91,6 +91,8 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
     });
   });
   await rawQueue.close();
+  // The raw run's finished jobs leave Redis first: the fleet's run should not pay for a fuller Redis.
+  await deleteKeysUnder(deps.redis, `${deps.prefix}:raw-noop`);
 
   // The fleet: validation, tenant check, audit event, timeout sweeper, metrics and context per job.
   const client = createClient({ redis: deps.redis, prefix: deps.prefix });

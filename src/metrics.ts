@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 /** Something that knows how many jobs it runs, by type and tenant (a worker's InFlight). */
 export interface InFlightSource {
-  counts: ReadonlyMap<string, { type: string; tenant: string; count: number }>;
+  counts(): Iterable<{ type: string; tenant: string; count: number }>;
 }
 
 export interface FleetMetrics {
@@ -51,7 +51,8 @@ export function createFleetMetrics(options: { defaults?: boolean } = {}): FleetM
       collect() {
         const totals = new Map<string, { type: string; tenant: string; count: number }>();
         for (const source of inFlightSources)
-          for (const [key, c] of source.counts) {
+          for (const c of source.counts()) {
+            const key = `${c.type}\u0000${c.tenant}`;
             const total = totals.get(key);
             if (total) total.count += c.count;
             else totals.set(key, { ...c });

@@ -4,6 +4,12 @@
  * job keeps a short job's overhead small at thousands of jobs per second. Timeouts are therefore
  * accurate to the sweep interval (a tenth of a second), which is fine for limits of minutes.
  */
+export interface InFlightCount {
+  readonly type: string;
+  readonly tenant: string;
+  count: number;
+}
+
 export class RunningJob {
   readonly startedAt = performance.now();
   readonly deadline: number;
@@ -13,11 +19,11 @@ export class RunningJob {
   #reason: unknown;
   #aborted = false;
 
-  readonly count: { count: number };
+  readonly count: InFlightCount;
   /** Called once, when the job has been running for `longRunningMs`. */
   readonly onLongRunning: () => void;
 
-  constructor(count: { count: number }, timeoutMs: number, onLongRunning: () => void) {
+  constructor(count: InFlightCount, timeoutMs: number, onLongRunning: () => void) {
     this.count = count;
     this.deadline = this.startedAt + timeoutMs;
     this.onLongRunning = onLongRunning;
@@ -46,8 +52,8 @@ export class RunningJob {
 
 export class InFlight {
   readonly #jobs = new Set<RunningJob>();
-  /** Jobs in flight by type and tenant, read by the metrics gauge when scraped (zeros kept). */
-  readonly counts = new Map<string, { type: string; tenant: string; count: number }>();
+  /** Jobs in flight by type, then tenant: the metrics gauge reads them when scraped. */
+  readonly #counts = new Map<string, Map<string, InFlightCount>>();
   readonly #longRunningMs: number;
   readonly #timer: NodeJS.Timeout;
 
@@ -58,13 +64,20 @@ export class InFlight {
   }
 
   start(type: string, tenant: string, timeoutMs: number, onLongRunning: () => void): RunningJob {
-    const key = `${type}\u0000${tenant}`;
-    let count = this.counts.get(key);
-    if (!count) this.counts.set(key, (count = { type, tenant, count: 0 }));
+    // By type, then tenant: no key string built and hashed per job.
+    let byTenant = this.#counts.get(type);
+    if (!byTenant) this.#counts.set(type, (byTenant = new Map()));
+    let count = byTenant.get(tenant);
+    if (!count) byTenant.set(tenant, (count = { type, tenant, count: 0 }));
     count.count++;
     const job = new RunningJob(count, timeoutMs, onLongRunning);
     this.#jobs.add(job);
     return job;
+  }
+
+  /** Jobs in flight by type and tenant (zeros kept), for the metrics gauge when scraped. */
+  *counts(): IterableIterator<InFlightCount> {
+    for (const byTenant of this.#counts.values()) yield* byTenant.values();
   }
 
   finish(job: RunningJob): void {

@@ -6,6 +6,7 @@ import { UnrecoverableError, WaitingChildrenError, WaitingError, type Job } from
 import { catalog, type JobName } from '../../queues/index.ts';
 import { classifyError, TransientError } from '../errors.ts';
 import { parsePayload, payloadDigest, redactPaths, tenantOf, type JobEnvelope } from '../jobs/envelope.ts';
+import type { AuditEvent } from '../control/audit-outbox.ts';
 import type { FleetMetrics } from '../metrics.ts';
 import { AttemptContext } from './attempt-context.ts';
 import type { FleetDeps } from './deps.ts';
@@ -33,28 +34,28 @@ export async function processJob(
   const contract = catalog[type];
   const attempt = job.attemptsMade + 1;
   const tenant = tenantOf(job.data?.payload);
-  const auditBase = {
+  // One event object per attempt: the final event fills in its outcome (a copy per event was a
+  // measurable share of a no-op job's cost).
+  const event: AuditEvent = {
     prefix: deps.prefix,
     queue: type,
     jobId: job.id!,
     tenant,
     requestedBy: job.data?.requestedBy,
     payloadDigest: job.data?.digest ?? payloadDigest(job.data?.payload ?? null),
+    status: 'active',
+    at: 0,
     attempt,
     enqueuedAt: job.timestamp,
     startedAt: Date.now(),
   };
   const finalAttempt = attempt >= (job.opts.attempts ?? 1);
-  const redactData = () =>
-    contract.redactWhenFinished
-      ? job.updateData({ ...job.data, payload: redactPaths(job.data.payload, contract.sensitive) })
-      : undefined;
 
   // A job still running after a second gets an 'active' audit event, so operators see long jobs in
   // flight; short jobs skip it, their final event says it all. The sweeper also fires the timeout.
   const running = opts.inFlight.start(type, tenant, contract.policy.timeoutMs, () => {
     deps.audit
-      .record({ ...auditBase, status: 'active', at: Date.now() })
+      .record({ ...event, status: 'active', at: Date.now() })
       .catch((err: unknown) => ctx.log.warn({ err }, 'audit write failed'));
   });
   if (opts.shutdown.aborted) running.abort(opts.shutdown.reason);
@@ -67,20 +68,15 @@ export async function processJob(
     const durationMs = performance.now() - running.startedAt;
     // Awaited: the append is sent before the acknowledgement BullMQ sends once this returns.
     const finishedAt = Date.now();
-    await deps.audit
-      .record({
-        ...auditBase,
-        status: 'completed',
-        at: finishedAt,
-        durationMs,
-        resultSummary: result,
-        finishedAt,
-      })
-      .catch((err: unknown) => {
-        // Not acknowledged without its audit event: retried like any transient fault.
-        throw new TransientError('audit_unavailable', `could not write the audit event: ${String(err)}`);
-      });
-    await redactData();
+    event.status = 'completed';
+    event.at = event.finishedAt = finishedAt;
+    event.durationMs = durationMs;
+    event.resultSummary = result;
+    await deps.audit.record(event).catch((err: unknown) => {
+      // Not acknowledged without its audit event: retried like any transient fault.
+      throw new TransientError('audit_unavailable', `could not write the audit event: ${String(err)}`);
+    });
+    if (contract.redactWhenFinished) await redactFinished(job, contract.sensitive);
     metrics.completedDuration(type).observe(durationMs / 1000);
     if (deps.log.isLevelEnabled('info'))
       ctx.log.info({ durationMs: Math.round(durationMs) }, 'job completed');
@@ -95,16 +91,14 @@ export async function processJob(
     ctx.log[status === 'failed' ? 'error' : 'warn']({ code: c.code, kind: c.kind, err }, `job ${status}`);
     metrics.failures.inc({ type, reason: c.code });
     const at = Date.now();
+    event.status = status;
+    event.at = at;
+    event.durationMs = durationMs;
+    event.errorCode = c.code;
+    event.errorMessage = c.message;
+    event.finishedAt = status === 'failed' ? at : undefined;
     await deps.audit
-      .record({
-        ...auditBase,
-        status,
-        at,
-        durationMs,
-        errorCode: c.code,
-        errorMessage: c.message,
-        finishedAt: status === 'failed' ? at : undefined,
-      })
+      .record(event)
       .catch((auditErr: unknown) => ctx.log.error({ err: auditErr }, 'could not write the audit row'));
     if (handBack) {
       // Back to the wait list at once, without using up an attempt; another worker resumes it.
@@ -113,11 +107,16 @@ export async function processJob(
     }
     if (status === 'failed') {
       metrics.jobDuration.observe({ type, outcome: 'failed' }, durationMs / 1000);
-      await Promise.resolve(redactData()).catch(() => undefined);
+      if (contract.redactWhenFinished) await redactFinished(job, contract.sensitive).catch(() => undefined);
     }
     const reason = `[${c.code}] ${c.message}`;
     throw c.kind === 'permanent' ? new UnrecoverableError(reason) : new Error(reason);
   } finally {
     opts.inFlight.finish(running);
   }
+}
+
+/** Personal data leaves the job's stored payload once the job is finished. */
+function redactFinished(job: Job<JobEnvelope>, sensitive: readonly string[]): Promise<void> {
+  return job.updateData({ ...job.data, payload: redactPaths(job.data.payload, sensitive) });
 }
