@@ -130,6 +130,13 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
   };
 }
 
+/** User plus system CPU time a live process has used so far. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
 function peakRssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024);
@@ -180,6 +187,7 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
   const result = await job.waitForResult({ timeoutMs: 1_800_000 });
   const loadSeconds = (performance.now() - loadStart) / 1000;
   const rss = peakRssMiB(worker.pid!);
+  const cpu = cpuSeconds(worker.pid!);
   worker.kill('SIGTERM');
   await new Promise((r) => worker.once('exit', r));
   await client.close();
@@ -192,6 +200,8 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
     loadFixturesRowsPerSecond: Math.round(loadRate),
     ratio: +(loadRate / copyRate).toFixed(3),
     workerPeakRssMiB: rss,
+    // Includes its start-up (module loading, about a second): compare runs, not absolute numbers.
+    workerCpuMicrosPerRow: +((cpu * 1e6) / ROWS).toFixed(2),
   };
 }
 

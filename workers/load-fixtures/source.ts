@@ -49,8 +49,11 @@ export async function openRecords(
     );
   let stream: Readable;
   if (source.type === 'file') {
+    // 64 KiB reads (Node's default): each read becomes a chunk of records that stay alive until the
+    // chunk is done. With 1 MiB reads, ~7,000 parsed rows outlived young-generation collections, got
+    // promoted, and old-generation collections took the worker from 3.4 to 4.5 µs of CPU per row.
     stream = createReadStream(await resolveAllowedPath(source.path, deps.fileRoots), {
-      highWaterMark: 1 << 20,
+      highWaterMark: 64 * 1024,
     });
   } else {
     const { bucket, key } = parseS3Url(source.url);
