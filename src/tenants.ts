@@ -53,6 +53,11 @@ export class TenantDirectory {
     };
   }
 
+  /** Whether the tenant is known to exist without asking the database (it was seen before). */
+  isKnown(tenant: string): boolean {
+    return this.#known.has(tenant);
+  }
+
   /** Throws a permanent error for a tenant that was never added; known tenants are cached. */
   async assertKnown(tenant: string): Promise<void> {
     if (this.#known.has(tenant)) return;

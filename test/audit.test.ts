@@ -142,6 +142,7 @@ describe('audit log', () => {
     startWorker({ handlers: { ...handlers, 'load-fixtures': async () => result } });
     const first = await client.enqueue('load-fixtures', payload(tenant.id, 1));
     await first.waitForResult({ timeoutMs: 10_000 }); // its event went out before its ack: kept
+    await deps.audit.flushed(); // the refusal may be read after the completion is announced
     expect(deps.audit.refusedEvents).toBe(1);
 
     const second = await client.enqueue('load-fixtures', payload(tenant.id, 2));

@@ -109,7 +109,8 @@ export class AuditDrain {
     // Nothing new: entries left behind by a drainer that died between its commit and its trim.
     if (entries.length === 0) return { outcome: 'empty', committedThrough: after };
     await pipeline(
-      Readable.from(entries.map(([, fields]) => eventsOf(fields))),
+      // One buffer: pg-copy-streams sends each chunk as its own message, two socket writes apiece.
+      Readable.from([Buffer.concat(entries.map(([, fields]) => eventsOf(fields)))]),
       client.query(copyFrom(`COPY dbfleet.job_events (${AUDIT_COLUMNS.join(', ')}) FROM STDIN`)),
     );
     const last = entries.at(-1)![0].toString();

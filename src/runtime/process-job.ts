@@ -62,7 +62,8 @@ export async function processJob(
   const ctx = new AttemptContext(deps, type, job, token, running, opts.fileRoots);
   try {
     const payload = parsePayload(type, job.data?.payload);
-    if (tenant !== 'all') await deps.tenants.assertKnown(tenant);
+    // The cached answer without an await: most jobs are for tenants this worker has seen.
+    if (tenant !== 'all' && !deps.tenants.isKnown(tenant)) await deps.tenants.assertKnown(tenant);
     if (deps.log.isLevelEnabled('info')) ctx.log.info('job started');
     const result = await handler(payload, ctx);
     const durationMs = performance.now() - running.startedAt;
@@ -72,10 +73,12 @@ export async function processJob(
     event.at = event.finishedAt = finishedAt;
     event.durationMs = durationMs;
     event.resultSummary = result;
-    await deps.audit.record(event).catch((err: unknown) => {
+    try {
+      await deps.audit.record(event);
+    } catch (err) {
       // Not acknowledged without its audit event: retried like any transient fault.
       throw new TransientError('audit_unavailable', `could not write the audit event: ${String(err)}`);
-    });
+    }
     if (contract.redactWhenFinished) await redactFinished(job, contract.sensitive);
     metrics.completedDuration(type).observe(durationMs / 1000);
     if (deps.log.isLevelEnabled('info'))
