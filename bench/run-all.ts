@@ -9,7 +9,7 @@
  *   eval "$(scripts/services.sh env)" && npm run bench -- [--jobs 20000] [--rows 1000000] [--concurrency 50]
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -79,6 +79,7 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
       })),
     );
   let rawDone = 0;
+  const rawCpu = await cpuMeter(deps);
   const rawStart = performance.now();
   const rawSeconds = await new Promise<number>((resolve) => {
     const worker = new Worker('raw-noop', async () => result, {
@@ -90,6 +91,7 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
       if (++rawDone === JOBS) void worker.close().then(() => resolve((performance.now() - rawStart) / 1000));
     });
   });
+  const rawCpuPerJob = await rawCpu.perJob(JOBS);
   await rawQueue.close();
   // The raw run's finished jobs leave Redis first: the fleet's run should not pay for a fuller Redis.
   await deleteKeysUnder(deps.redis, `${deps.prefix}:raw-noop`);
@@ -109,6 +111,7 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
     if (++fleetDone === JOBS) allStarted();
     return result;
   };
+  const fleetCpu = await cpuMeter(deps);
   const fleetStart = performance.now();
   const worker = startWorker(deps, {
     handlers: { ...handlers, 'load-fixtures': noop },
@@ -118,6 +121,7 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
   await started;
   await worker.close(); // waits for the last jobs to be completed in Redis (and audited)
   const fleetSeconds = (performance.now() - fleetStart) / 1000;
+  const fleetCpuPerJob = await fleetCpu.perJob(JOBS);
   await client.close();
   const raw = JOBS / rawSeconds;
   const fleet = JOBS / fleetSeconds;
@@ -127,7 +131,51 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
     rawJobsPerSecond: Math.round(raw),
     fleetJobsPerSecond: Math.round(fleet),
     ratio: +(fleet / raw).toFixed(3),
+    // Where the time goes, in CPU µs per job: more stable than throughput on a shared machine.
+    cpuMicrosPerJob: { raw: rawCpuPerJob, fleet: fleetCpuPerJob },
   };
+}
+
+/**
+ * CPU used from now on by this process (the worker side of both runs), Redis (its own INFO counters)
+ * and PostgreSQL (its processes' /proc counters, on this machine), for per-job figures.
+ */
+async function cpuMeter(deps: FleetDeps) {
+  const redisCpu = async () => {
+    const info = await deps.redis.info('cpu');
+    const n = (k: string) => Number(new RegExp(`${k}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+    return n('used_cpu_user') + n('used_cpu_sys');
+  };
+  const process0 = process.cpuUsage();
+  const redis0 = await redisCpu();
+  const postgres0 = postgresCpuSeconds();
+  return {
+    async perJob(jobs: number) {
+      const p = process.cpuUsage(process0);
+      const micros = (seconds: number) => +((seconds * 1e6) / jobs).toFixed(1);
+      return {
+        worker: micros((p.user + p.system) / 1e6),
+        redis: micros((await redisCpu()) - redis0),
+        postgres: micros(postgresCpuSeconds() - postgres0),
+      };
+    },
+  };
+}
+
+/** User plus system CPU of the PostgreSQL processes running now (backends that exited are missed). */
+function postgresCpuSeconds(): number {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if (!readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('postgres')) continue;
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // the process ended between listing and reading
+    }
+  }
+  return ticks / CLOCK_TICKS;
 }
 
 /** User plus system CPU time a live process has used so far. */
