@@ -79,6 +79,7 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
       })),
     );
   let rawDone = 0;
+  await deps.control.pool.query('CHECKPOINT'); // each side starts from one, as in (b)
   const rawCpu = await cpuMeter(deps);
   const rawStart = performance.now();
   const rawSeconds = await new Promise<number>((resolve) => {
@@ -111,6 +112,7 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
     if (++fleetDone === JOBS) allStarted();
     return result;
   };
+  await deps.control.pool.query('CHECKPOINT');
   const fleetCpu = await cpuMeter(deps);
   const fleetStart = performance.now();
   const worker = startWorker(deps, {
@@ -197,10 +199,14 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
   const url = deps.env.DBFLEET_CONTROL_DATABASE_URL;
   const psql = (sql: string) =>
     execFileSync('psql', [url, '-v', 'ON_ERROR_STOP=1', '-qc', sql], { stdio: 'pipe' });
-  // Each side starts with no dirty pages waiting: a run writes about a gigabyte (PostgreSQL runs with
-  // fsync off here), and the kernel's background writeback landing inside one side's timing slowed
-  // it by a quarter.
-  execFileSync('sync');
+  // Each side starts from a checkpoint with no dirty pages waiting: a run writes about a gigabyte
+  // (PostgreSQL runs with fsync off here), and a checkpoint or the kernel's writeback landing inside
+  // one side's timing slowed that side by a quarter.
+  const settle = () => {
+    psql('CHECKPOINT');
+    execFileSync('sync');
+  };
+  settle();
   // The reference: the same rows as CSV, into an identical table (same indexes), with psql's \copy.
   const copyStart = performance.now();
   psql(`CREATE TABLE ${schema}.users_ref (LIKE ${schema}.users INCLUDING ALL)`);
@@ -232,7 +238,7 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
     worker.once('exit', () => reject(new Error(`worker exited before it started:\n${output}`)));
   });
   const client = createClient({ redis: deps.redis, prefix: deps.prefix });
-  execFileSync('sync');
+  settle();
   const loadStart = performance.now();
   const job = await client.enqueue('load-fixtures', {
     tenant,
@@ -267,15 +273,19 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.len
 async function repeated<T extends { ratio: number }>(
   label: string,
   compare: (deps: FleetDeps, tenant: string) => Promise<T>,
+  warmUp = false,
 ): Promise<{ medianRatio: number; runs: T[] }> {
   const runs: T[] = [];
-  for (let i = 1; i <= REPEAT; i++) {
+  // Run 0 is a warm-up, not reported: in the first run both sides' code is still being compiled, and
+  // whichever side runs first (the reference) paid for it.
+  for (let i = warmUp ? 0 : 1; i <= REPEAT; i++) {
     const tag = `${label[1]}${i}`;
     const deps = newDeps(`bench-${run}-${tag}`);
     const tenant = `bench${run}${tag}`;
     try {
       await addTenant(deps, tenant);
       const result = await compare(deps, tenant);
+      if (i === 0) continue;
       console.log(`${label} run ${i}/${REPEAT}`, result);
       runs.push(result);
     } finally {
@@ -298,7 +308,8 @@ async function main() {
   const dir = await mkdtemp(path.join(tmpdir(), 'dbfleet-bench-'));
   try {
     await deps.control.migrate();
-    const noop = args.only === 'load' ? undefined : await repeated('(a) no-op throughput', noopThroughput);
+    const noop =
+      args.only === 'load' ? undefined : await repeated('(a) no-op throughput', noopThroughput, true);
     let load;
     if (args.only !== 'noop') {
       await generateFile(path.join(dir, 'users.ndjson'), { dataset: 'users', seed: 11, scale: ROWS });
