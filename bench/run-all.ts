@@ -166,18 +166,17 @@ async function cpuMeter(deps: FleetDeps) {
 
 /** User plus system CPU of the PostgreSQL processes running now (backends that exited are missed). */
 function postgresCpuSeconds(): number {
-  let ticks = 0;
+  let seconds = 0;
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     try {
-      if (!readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('postgres')) continue;
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('postgres'))
+        seconds += cpuSeconds(Number(pid));
     } catch {
       // the process ended between listing and reading
     }
   }
-  return ticks / CLOCK_TICKS;
+  return seconds;
 }
 
 /** User plus system CPU time a live process has used so far. */

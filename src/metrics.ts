@@ -9,8 +9,6 @@ export interface InFlightSource {
 export interface FleetMetrics {
   registry: Registry;
   jobDuration: Histogram<'type' | 'outcome'>;
-  /** jobDuration's series for completed jobs of one type: found once, not hashed per job. */
-  completedDuration(type: string): Histogram.Internal<'type' | 'outcome'>;
   failures: Counter<'type' | 'reason'>;
   /** Read from the registered sources when scraped, so running a job costs no metric update. */
   inFlight: Gauge<'type' | 'tenant'>;
@@ -20,23 +18,16 @@ export interface FleetMetrics {
 export function createFleetMetrics(options: { defaults?: boolean } = {}): FleetMetrics {
   const registry = new Registry();
   const inFlightSources = new Set<InFlightSource>();
-  const completed = new Map<string, Histogram.Internal<'type' | 'outcome'>>();
   if (options.defaults) collectDefaultMetrics({ register: registry, prefix: 'dbfleet_process_' });
-  const jobDuration = new Histogram({
-    name: 'dbfleet_job_duration_seconds',
-    help: 'Time from a job starting to finishing, by type and outcome',
-    labelNames: ['type', 'outcome'],
-    buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
-    registers: [registry],
-  });
   return {
     registry,
-    jobDuration,
-    completedDuration(type) {
-      let series = completed.get(type);
-      if (!series) completed.set(type, (series = jobDuration.labels({ type, outcome: 'completed' })));
-      return series;
-    },
+    jobDuration: new Histogram({
+      name: 'dbfleet_job_duration_seconds',
+      help: 'Time from a job starting to finishing, by type and outcome',
+      labelNames: ['type', 'outcome'],
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
+      registers: [registry],
+    }),
     failures: new Counter({
       name: 'dbfleet_job_failures_total',
       help: 'Failed attempts by job type and reason code (permanent and transient)',

@@ -6,12 +6,9 @@
  */
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
 import type { Logger } from '../logger.ts';
-import { inTransaction, withPoolClient } from '../stores/postgres.ts';
+import { copyInto, inTransaction, withPoolClient } from '../stores/postgres.ts';
 import { AUDIT_COLUMNS, auditStreamKey, EVENT_FIELD } from './audit-outbox.ts';
 
 /** Stream entries per transaction; each holds the events of one event-loop turn of one process. */
@@ -108,11 +105,8 @@ export class AuditDrain {
     );
     // Nothing new: entries left behind by a drainer that died between its commit and its trim.
     if (entries.length === 0) return { outcome: 'empty', committedThrough: after };
-    await pipeline(
-      // One buffer: pg-copy-streams sends each chunk as its own message, two socket writes apiece.
-      Readable.from([Buffer.concat(entries.map(([, fields]) => eventsOf(fields)))]),
-      client.query(copyFrom(`COPY dbfleet.job_events (${AUDIT_COLUMNS.join(', ')}) FROM STDIN`)),
-    );
+    const text = Buffer.concat(entries.map(([, fields]) => eventsOf(fields)));
+    await copyInto(client, 'dbfleet.job_events', AUDIT_COLUMNS, text);
     const last = entries.at(-1)![0].toString();
     await client.query(
       `INSERT INTO dbfleet.audit_cursor (prefix, last_id) VALUES ($1, $2)

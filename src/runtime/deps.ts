@@ -71,8 +71,8 @@ export function createDeps(env: Env, config: DbfleetConfig, log: Logger): FleetD
 
 export async function closeDeps(deps: FleetDeps): Promise<void> {
   await deps.audit.close();
-  if (deps.audit.refusedEvents > 0)
-    deps.log.error({ events: deps.audit.refusedEvents }, 'closing with audit events Redis refused');
+  const refused = deps.audit.refusedEvents;
+  if (refused > 0) deps.log.error({ events: refused }, 'closing with audit events Redis refused');
   await Promise.allSettled([deps.postgres.closeAll(), deps.mongo.closeAll(), deps.control.pool.end()]);
   deps.s3.destroy();
   await deps.redis.quit().catch(() => deps.redis.disconnect());

@@ -67,20 +67,20 @@ export async function processJob(
     if (deps.log.isLevelEnabled('info')) ctx.log.info('job started');
     const result = await handler(payload, ctx);
     const durationMs = performance.now() - running.startedAt;
-    // Awaited: the append is sent before the acknowledgement BullMQ sends once this returns.
     const finishedAt = Date.now();
     event.status = 'completed';
     event.at = event.finishedAt = finishedAt;
     event.durationMs = durationMs;
     event.resultSummary = result;
     try {
+      // Resolves once the append is sent: before the acknowledgement BullMQ sends when this returns.
       await deps.audit.record(event);
     } catch (err) {
       // Not acknowledged without its audit event: retried like any transient fault.
       throw new TransientError('audit_unavailable', `could not write the audit event: ${String(err)}`);
     }
     if (contract.redactWhenFinished) await redactFinished(job, contract.sensitive);
-    metrics.completedDuration(type).observe(durationMs / 1000);
+    metrics.jobDuration.observe({ type, outcome: 'completed' }, durationMs / 1000);
     if (deps.log.isLevelEnabled('info'))
       ctx.log.info({ durationMs: Math.round(durationMs) }, 'job completed');
     return result;

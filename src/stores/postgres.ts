@@ -2,7 +2,10 @@
  * PostgreSQL access. One pool per distinct server URL (not per tenant: a thousand tenants on one
  * server share its pool), and tenant-scoped borrowing that pins `search_path` to the tenant's schema.
  */
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from '../logger.ts';
 import { redactUrl } from '../logger.ts';
 import { quoteIdent } from './identifiers.ts';
@@ -75,6 +78,20 @@ export async function inTransaction<T>(client: pg.PoolClient, fn: () => Promise<
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * COPYs ready-made COPY text (see copy-text.ts) into `target` (already quoted), as one chunk:
+ * pg-copy-streams sends each chunk as its own message, two socket writes apiece.
+ */
+export async function copyInto(
+  client: pg.PoolClient,
+  target: string,
+  columns: readonly string[],
+  text: Buffer,
+): Promise<void> {
+  const cols = columns.map(quoteIdent).join(', ');
+  await pipeline(Readable.from([text]), client.query(copyFrom(`COPY ${target} (${cols}) FROM STDIN`)));
 }
 
 /** A handler's view of its tenant's PostgreSQL: its schema only. */

@@ -3,12 +3,9 @@
  * (in the tenant's schema, same transaction), so a crash anywhere leaves either both or neither: a
  * retried job resumes at the exact record, with no duplicates and no gaps.
  */
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
-import { from as copyFrom } from 'pg-copy-streams';
 import type pg from 'pg';
 import { PermanentError } from '../../src/errors.ts';
-import type { TenantPostgres } from '../../src/stores/postgres.ts';
+import { copyInto, type TenantPostgres } from '../../src/stores/postgres.ts';
 import { quoteIdent } from '../../src/stores/identifiers.ts';
 import { CopyTextBuffer } from '../../src/stores/copy-text.ts';
 import type { Progress, Rejection, Row, Sink } from './sink.ts';
@@ -30,11 +27,6 @@ export interface PostgresSinkOptions {
   key?: readonly string[] | undefined;
   /** Identifies this load across attempts: prefix and job id. */
   loadKey: string;
-}
-
-async function copyInto(client: pg.PoolClient, target: string, columns: readonly string[], text: Buffer) {
-  const cols = columns.map(quoteIdent).join(', ');
-  await pipeline(Readable.from([text]), client.query(copyFrom(`COPY ${target} (${cols}) FROM STDIN`)));
 }
 
 /** Last row wins within a batch: ON CONFLICT cannot update the same row twice in one statement. */
