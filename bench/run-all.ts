@@ -69,7 +69,10 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
     resumedFrom: 0,
     rowsPerSecond: 0,
   };
+  // Each side's jobs wait in a paused queue until its worker is connected (and, for the fleet, its
+  // audit drainer thread has started): the clock measures jobs, not start-up.
   const rawQueue = new Queue('raw-noop', { connection: deps.redis, prefix: deps.prefix });
+  await rawQueue.pause();
   for (let i = 0; i < JOBS; i += 5000)
     await rawQueue.addBulk(
       Array.from({ length: Math.min(5000, JOBS - i) }, () => ({
@@ -79,25 +82,32 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
       })),
     );
   let rawDone = 0;
+  let rawFinished!: () => void;
+  const rawAllDone = new Promise<void>((resolve) => (rawFinished = resolve));
+  const rawWorker = new Worker('raw-noop', async () => result, {
+    connection: deps.redis,
+    prefix: deps.prefix,
+    concurrency: CONCURRENCY,
+  });
+  rawWorker.on('completed', () => {
+    if (++rawDone === JOBS) rawFinished();
+  });
+  await rawWorker.waitUntilReady();
   await deps.control.pool.query('CHECKPOINT'); // each side starts from one, as in (b)
   const rawCpu = await cpuMeter(deps);
   const rawStart = performance.now();
-  const rawSeconds = await new Promise<number>((resolve) => {
-    const worker = new Worker('raw-noop', async () => result, {
-      connection: deps.redis,
-      prefix: deps.prefix,
-      concurrency: CONCURRENCY,
-    });
-    worker.on('completed', () => {
-      if (++rawDone === JOBS) void worker.close().then(() => resolve((performance.now() - rawStart) / 1000));
-    });
-  });
+  await rawQueue.resume();
+  await rawAllDone;
+  await rawWorker.close();
+  const rawSeconds = (performance.now() - rawStart) / 1000;
   const rawCpuPerJob = await rawCpu.perJob(JOBS);
   await rawQueue.close();
   // The raw run's finished jobs leave Redis first: the fleet's run should not pay for a fuller Redis.
   await deleteKeysUnder(deps.redis, `${deps.prefix}:raw-noop`);
 
   // The fleet: validation, tenant check, audit event, timeout sweeper, metrics and context per job.
+  const fleetQueue = new Queue('load-fixtures', { connection: deps.redis, prefix: deps.prefix });
+  await fleetQueue.pause();
   const client = createClient({ redis: deps.redis, prefix: deps.prefix });
   for (let i = 0; i < JOBS; i += 5000) {
     await client.enqueueBulk(
@@ -112,19 +122,22 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
     if (++fleetDone === JOBS) allStarted();
     return result;
   };
-  await deps.control.pool.query('CHECKPOINT');
-  const fleetCpu = await cpuMeter(deps);
-  const fleetStart = performance.now();
   const worker = startWorker(deps, {
     handlers: { ...handlers, 'load-fixtures': noop },
     queues: ['load-fixtures'], // one queue, as the raw worker has
     concurrency: CONCURRENCY,
   });
+  await worker.ready;
+  await deps.control.pool.query('CHECKPOINT');
+  const fleetCpu = await cpuMeter(deps);
+  const fleetStart = performance.now();
+  await fleetQueue.resume();
   await started;
-  await worker.close(); // waits for the last jobs to be completed in Redis (and audited)
+  await worker.close(); // waits for the last jobs to be completed in Redis, and their audit events copied
   const fleetSeconds = (performance.now() - fleetStart) / 1000;
   const fleetCpuPerJob = await fleetCpu.perJob(JOBS);
   await client.close();
+  await fleetQueue.close();
   const raw = JOBS / rawSeconds;
   const fleet = JOBS / fleetSeconds;
   return {

@@ -7,7 +7,7 @@ import type { Job } from 'bullmq';
 import type { JobName } from '../../queues/index.ts';
 import { catalog } from '../../queues/index.ts';
 import { InterruptedError, PermanentError } from '../errors.ts';
-import { tenantOf, type JobEnvelope } from '../jobs/envelope.ts';
+import type { JobEnvelope } from '../jobs/envelope.ts';
 import type { Logger } from '../logger.ts';
 import { tenantPostgres, type TenantPostgres } from '../stores/postgres.ts';
 import type { TenantLocation } from '../tenants.ts';
@@ -18,7 +18,6 @@ import { fanOutFor, type FanOut } from './fan-out.ts';
 import type { RunningJob } from './in-flight.ts';
 
 export class AttemptContext implements JobContext {
-  readonly job: JobContext['job'];
   readonly tenant: string;
   readonly fileRoots: readonly string[];
   readonly deps: FleetDeps;
@@ -31,10 +30,12 @@ export class AttemptContext implements JobContext {
   #postgres: TenantPostgres | undefined;
   #checkpoint: Checkpoint | undefined;
   #fanOut: FanOut | undefined;
+  #job: JobContext['job'] | undefined;
 
   constructor(
     deps: FleetDeps,
     type: JobName,
+    tenant: string,
     bullJob: Job<JobEnvelope>,
     token: string | undefined,
     running: RunningJob,
@@ -46,8 +47,17 @@ export class AttemptContext implements JobContext {
     this.#token = token;
     this.#running = running;
     this.fileRoots = fileRoots;
-    this.tenant = tenantOf(bullJob.data?.payload);
-    this.job = { id: bullJob.id!, queue: type, attempt: bullJob.attemptsMade + 1, prefix: deps.prefix };
+    this.tenant = tenant;
+  }
+
+  get job(): JobContext['job'] {
+    const bullJob = this.#bullJob;
+    return (this.#job ??= {
+      id: bullJob.id!,
+      queue: this.#type,
+      attempt: bullJob.attemptsMade + 1,
+      prefix: this.deps.prefix,
+    });
   }
 
   /** pino child logger tagged with queue, job, tenant and attempt (a child costs more than a no-op job). */

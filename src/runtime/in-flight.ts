@@ -10,7 +10,7 @@ export interface InFlightCount {
   count: number;
 }
 
-export class RunningJob {
+export class RunningJob<S = unknown> {
   readonly startedAt = performance.now();
   readonly deadline: number;
   timedOut = false;
@@ -18,15 +18,18 @@ export class RunningJob {
   #controller: AbortController | undefined;
   #reason: unknown;
   #aborted = false;
+  /** Neighbours in the InFlight list: adding and removing a job costs two stores, no hashing. */
+  prev: RunningJob<S> | undefined;
+  next: RunningJob<S> | undefined;
 
   readonly count: InFlightCount;
-  /** Called once, when the job has been running for `longRunningMs`. */
-  readonly onLongRunning: () => void;
+  /** What InFlight's long-running callback gets for this job (the runtime passes its audit event). */
+  readonly subject: S;
 
-  constructor(count: InFlightCount, timeoutMs: number, onLongRunning: () => void) {
+  constructor(count: InFlightCount, timeoutMs: number, subject: S) {
     this.count = count;
     this.deadline = this.startedAt + timeoutMs;
-    this.onLongRunning = onLongRunning;
+    this.subject = subject;
   }
 
   /** Built on first use: most short jobs never look at it. */
@@ -50,28 +53,43 @@ export class RunningJob {
   }
 }
 
-export class InFlight {
-  readonly #jobs = new Set<RunningJob>();
+export interface InFlightOptions<S> {
+  sweepMs?: number;
+  longRunningMs?: number;
+  /**
+   * Called once for each job still running after `longRunningMs`, with the subject it was started
+   * with: one callback for all jobs rather than a closure built for every job.
+   */
+  onLongRunning?: (subject: S) => void;
+}
+
+export class InFlight<S = unknown> {
+  /** Running jobs as a doubly linked list (the newest first). */
+  #head: RunningJob<S> | undefined;
   /** Jobs in flight by type, then tenant: the metrics gauge reads them when scraped. */
   readonly #counts = new Map<string, Map<string, InFlightCount>>();
   readonly #longRunningMs: number;
+  readonly #onLongRunning: (subject: S) => void;
   readonly #timer: NodeJS.Timeout;
 
-  constructor(options: { sweepMs?: number; longRunningMs?: number } = {}) {
+  constructor(options: InFlightOptions<S> = {}) {
     this.#longRunningMs = options.longRunningMs ?? 1_000;
+    this.#onLongRunning = options.onLongRunning ?? (() => {});
     this.#timer = setInterval(() => this.#sweep(), options.sweepMs ?? 100);
     this.#timer.unref();
   }
 
-  start(type: string, tenant: string, timeoutMs: number, onLongRunning: () => void): RunningJob {
+  start(type: string, tenant: string, timeoutMs: number, subject: S): RunningJob<S> {
     // By type, then tenant: no key string built and hashed per job.
     let byTenant = this.#counts.get(type);
     if (!byTenant) this.#counts.set(type, (byTenant = new Map()));
     let count = byTenant.get(tenant);
     if (!count) byTenant.set(tenant, (count = { type, tenant, count: 0 }));
     count.count++;
-    const job = new RunningJob(count, timeoutMs, onLongRunning);
-    this.#jobs.add(job);
+    const job = new RunningJob(count, timeoutMs, subject);
+    job.next = this.#head;
+    if (this.#head) this.#head.prev = job;
+    this.#head = job;
     return job;
   }
 
@@ -80,13 +98,18 @@ export class InFlight {
     for (const byTenant of this.#counts.values()) yield* byTenant.values();
   }
 
-  finish(job: RunningJob): void {
-    if (this.#jobs.delete(job)) job.count.count--;
+  finish(job: RunningJob<S>): void {
+    if (job.prev === undefined && this.#head !== job) return; // finished already
+    if (job.prev) job.prev.next = job.next;
+    else this.#head = job.next;
+    if (job.next) job.next.prev = job.prev;
+    job.prev = job.next = undefined;
+    job.count.count--;
   }
 
   /** Aborts every running job (worker shutdown): each stops at its next checkpoint. */
   abortAll(reason: unknown): void {
-    for (const job of this.#jobs) job.abort(reason);
+    for (let job = this.#head; job; job = job.next) job.abort(reason);
   }
 
   stop(): void {
@@ -95,10 +118,10 @@ export class InFlight {
 
   #sweep(): void {
     const now = performance.now();
-    for (const job of this.#jobs) {
+    for (let job = this.#head; job; job = job.next) {
       if (!job.longRunning && now - job.startedAt >= this.#longRunningMs) {
         job.longRunning = true;
-        job.onLongRunning();
+        this.#onLongRunning(job.subject);
       }
       if (!job.timedOut && now >= job.deadline) {
         job.timedOut = true;

@@ -19,8 +19,8 @@ export interface ProcessOptions {
   fileRoots: readonly string[];
   /** Aborted when the worker shuts down: handlers stop at a checkpoint and the job is handed back. */
   shutdown: AbortSignal;
-  /** Fires timeouts and shutdown aborts for this process's running jobs. */
-  inFlight: InFlight;
+  /** Fires timeouts and shutdown aborts for this process's running jobs; started with their audit event. */
+  inFlight: InFlight<AuditEvent>;
 }
 
 export async function processJob(
@@ -35,7 +35,8 @@ export async function processJob(
   const attempt = job.attemptsMade + 1;
   const tenant = tenantOf(job.data?.payload);
   // One event object per attempt: the final event fills in its outcome (a copy per event was a
-  // measurable share of a no-op job's cost).
+  // measurable share of a no-op job's cost). Every field is set here, the outcome's too, so that all
+  // events share one object shape: adding fields later cost as much as building the object.
   const event: AuditEvent = {
     prefix: deps.prefix,
     queue: type,
@@ -48,18 +49,19 @@ export async function processJob(
     attempt,
     enqueuedAt: job.timestamp,
     startedAt: Date.now(),
+    finishedAt: undefined,
+    durationMs: undefined,
+    resultSummary: undefined,
+    errorCode: undefined,
+    errorMessage: undefined,
   };
   const finalAttempt = attempt >= (job.opts.attempts ?? 1);
 
-  // A job still running after a second gets an 'active' audit event, so operators see long jobs in
-  // flight; short jobs skip it, their final event says it all. The sweeper also fires the timeout.
-  const running = opts.inFlight.start(type, tenant, contract.policy.timeoutMs, () => {
-    deps.audit
-      .record({ ...event, status: 'active', at: Date.now() })
-      .catch((err: unknown) => ctx.log.warn({ err }, 'audit write failed'));
-  });
+  // The sweeper fires the timeout, and records an 'active' event for a job still running after a
+  // second (see longRunningAudit).
+  const running = opts.inFlight.start(type, tenant, contract.policy.timeoutMs, event);
   if (opts.shutdown.aborted) running.abort(opts.shutdown.reason);
-  const ctx = new AttemptContext(deps, type, job, token, running, opts.fileRoots);
+  const ctx = new AttemptContext(deps, type, tenant, job, token, running, opts.fileRoots);
   try {
     const payload = parsePayload(type, job.data?.payload);
     // The cached answer without an await: most jobs are for tenants this worker has seen.
@@ -117,6 +119,19 @@ export async function processJob(
   } finally {
     opts.inFlight.finish(running);
   }
+}
+
+/**
+ * A job still running after a second gets an 'active' audit event, so operators see long jobs in
+ * flight; short jobs skip it, their final event says it all.
+ */
+export function longRunningAudit(deps: FleetDeps): (event: AuditEvent) => void {
+  return (event) =>
+    void deps.audit
+      .record({ ...event, status: 'active', at: Date.now() })
+      .catch((err: unknown) =>
+        deps.log.warn({ err, queue: event.queue, jobId: event.jobId }, 'audit write failed'),
+      );
 }
 
 /** Personal data leaves the job's stored payload once the job is finished. */

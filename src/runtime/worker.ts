@@ -6,12 +6,13 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Worker, type Job } from 'bullmq';
 import { isJobName, type JobName } from '../../queues/index.ts';
 import { AuditDrain } from '../control/audit-drain.ts';
+import type { AuditEvent } from '../control/audit-outbox.ts';
 import type { JobEnvelope } from '../jobs/envelope.ts';
 import { createFleetMetrics, type FleetMetrics } from '../metrics.ts';
 import type { FleetDeps } from './deps.ts';
 import type { AnyHandler } from './handler.ts';
 import { InFlight } from './in-flight.ts';
-import { processJob } from './process-job.ts';
+import { longRunningAudit, processJob } from './process-job.ts';
 
 const FINAL_DRAIN_MS = 5_000;
 
@@ -30,6 +31,8 @@ export interface WorkerOptions {
 export interface FleetWorker {
   readonly queues: JobName[];
   readonly metrics: FleetMetrics;
+  /** Resolves once every queue's BullMQ worker is connected. */
+  readonly ready: Promise<void>;
   /**
    * Stops taking jobs, asks running handlers to stop at their next checkpoint (their jobs go back to
    * the queue), and resolves within `graceMs`; past that, remaining jobs are left to lock expiry.
@@ -50,7 +53,7 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
   const queues = servedQueues(options.handlers, options.queues);
   const metrics = options.metrics ?? createFleetMetrics();
   const shutdown = new AbortController();
-  const inFlight = new InFlight();
+  const inFlight = new InFlight<AuditEvent>({ onLongRunning: longRunningAudit(deps) });
   metrics.inFlightSources.add(inFlight);
   // Every worker process drains the audit outbox; a lock lets one at a time copy a batch.
   // On a connection of its own: its large stream reads must not delay the jobs' small writes.
@@ -90,6 +93,7 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
   return {
     queues,
     metrics,
+    ready: Promise.all(workers.map((w) => w.waitUntilReady())).then(() => undefined),
     close(graceMs = deps.env.DBFLEET_SHUTDOWN_GRACE_MS) {
       closing ??= (async () => {
         const reason = new Error('worker shutting down');
