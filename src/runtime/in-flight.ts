@@ -109,7 +109,7 @@ export class InFlight<S = unknown> {
 
   /** Aborts every running job (worker shutdown): each stops at its next checkpoint. */
   abortAll(reason: unknown): void {
-    for (let job = this.#head; job; job = job.next) job.abort(reason);
+    this.#forEach((job) => job.abort(reason));
   }
 
   stop(): void {
@@ -118,7 +118,7 @@ export class InFlight<S = unknown> {
 
   #sweep(): void {
     const now = performance.now();
-    for (let job = this.#head; job; job = job.next) {
+    this.#forEach((job) => {
       if (!job.longRunning && now - job.startedAt >= this.#longRunningMs) {
         job.longRunning = true;
         this.#onLongRunning(job.subject);
@@ -127,6 +127,14 @@ export class InFlight<S = unknown> {
         job.timedOut = true;
         job.abort(new Error('timed out'));
       }
+    });
+  }
+
+  /** Visits every running job; `fn` may finish the job it is given (the next one is taken first). */
+  #forEach(fn: (job: RunningJob<S>) => void): void {
+    for (let job = this.#head, next; job; job = next) {
+      next = job.next;
+      fn(job);
     }
   }
 }

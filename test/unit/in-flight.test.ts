@@ -15,7 +15,7 @@ describe('InFlight', () => {
     for (const list of made.splice(0)) list.stop();
   });
 
-  test('counts by type and tenant; a job removed from the middle, the ends, or twice', () => {
+  test('counts by type and tenant; a job removed from the middle, the ends, twice, or while aborted', () => {
     const list = inFlight();
     const a = list.start('backup', 'acme', 60_000, 'a');
     const b = list.start('backup', 'acme', 60_000, 'b');
@@ -26,9 +26,12 @@ describe('InFlight', () => {
     list.finish(b); // already finished: no second decrement
     expect(snapshot(list.counts())).toEqual({ 'backup/acme': 1, 'erase/globex': 1 });
 
+    // A job that finishes itself as it is aborted (its abort listener ends it) does not cut the walk short.
+    const d = list.start('backup', 'acme', 60_000, 'd');
+    d.signal.addEventListener('abort', () => list.finish(d));
     const reason = new Error('shutting down');
     list.abortAll(reason);
-    expect([a.aborted, b.aborted, c.aborted]).toEqual([true, false, true]);
+    expect([a.aborted, b.aborted, c.aborted, d.aborted]).toEqual([true, false, true, true]);
     expect(a.signal.reason).toBe(reason);
 
     list.finish(c); // the head
