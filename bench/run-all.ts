@@ -69,8 +69,8 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
     resumedFrom: 0,
     rowsPerSecond: 0,
   };
-  // Each side's jobs wait in a paused queue until its worker is connected (and, for the fleet, its
-  // audit drainer thread has started): the clock measures jobs, not start-up.
+  // Each side's jobs wait in a paused queue until its worker is connected: the clock measures jobs,
+  // not start-up.
   const rawQueue = new Queue('raw-noop', { connection: deps.redis, prefix: deps.prefix });
   await rawQueue.pause();
   for (let i = 0; i < JOBS; i += 5000)
@@ -81,45 +81,32 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
         opts: jobOptions('load-fixtures'),
       })),
     );
-  let rawDone = 0;
-  let rawFinished!: () => void;
-  const rawAllDone = new Promise<void>((resolve) => (rawFinished = resolve));
+  const rawJobs = countdown(JOBS);
   const rawWorker = new Worker('raw-noop', async () => result, {
     connection: deps.redis,
     prefix: deps.prefix,
     concurrency: CONCURRENCY,
   });
-  rawWorker.on('completed', () => {
-    if (++rawDone === JOBS) rawFinished();
-  });
+  rawWorker.on('completed', rawJobs.tick);
   await rawWorker.waitUntilReady();
-  await deps.control.pool.query('CHECKPOINT'); // each side starts from one, as in (b)
-  const rawCpu = await cpuMeter(deps);
-  const rawStart = performance.now();
-  await rawQueue.resume();
-  await rawAllDone;
-  await rawWorker.close();
-  const rawSeconds = (performance.now() - rawStart) / 1000;
-  const rawCpuPerJob = await rawCpu.perJob(JOBS);
+  const rawRun = await timeResumed(deps, rawQueue, rawJobs.done, () => rawWorker.close());
   await rawQueue.close();
   // The raw run's finished jobs leave Redis first: the fleet's run should not pay for a fuller Redis.
   await deleteKeysUnder(deps.redis, `${deps.prefix}:raw-noop`);
 
   // The fleet: validation, tenant check, audit event, timeout sweeper, metrics and context per job.
-  const fleetQueue = new Queue('load-fixtures', { connection: deps.redis, prefix: deps.prefix });
-  await fleetQueue.pause();
   const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+  const fleetQueue = client.queue('load-fixtures');
+  await fleetQueue.pause();
   for (let i = 0; i < JOBS; i += 5000) {
     await client.enqueueBulk(
       'load-fixtures',
       Array.from({ length: Math.min(5000, JOBS - i) }, () => ({ payload })),
     );
   }
-  let fleetDone = 0;
-  let allStarted!: () => void;
-  const started = new Promise<void>((resolve) => (allStarted = resolve));
+  const fleetJobs = countdown(JOBS);
   const noop: Handler<'load-fixtures'> = async () => {
-    if (++fleetDone === JOBS) allStarted();
+    fleetJobs.tick();
     return result;
   };
   const worker = startWorker(deps, {
@@ -128,18 +115,11 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
     concurrency: CONCURRENCY,
   });
   await worker.ready;
-  await deps.control.pool.query('CHECKPOINT');
-  const fleetCpu = await cpuMeter(deps);
-  const fleetStart = performance.now();
-  await fleetQueue.resume();
-  await started;
-  await worker.close(); // waits for the last jobs to be completed in Redis, and their audit events copied
-  const fleetSeconds = (performance.now() - fleetStart) / 1000;
-  const fleetCpuPerJob = await fleetCpu.perJob(JOBS);
+  // close() waits for the last jobs to be completed in Redis, and their audit events copied.
+  const fleetRun = await timeResumed(deps, fleetQueue, fleetJobs.done, () => worker.close());
   await client.close();
-  await fleetQueue.close();
-  const raw = JOBS / rawSeconds;
-  const fleet = JOBS / fleetSeconds;
+  const raw = JOBS / rawRun.seconds;
+  const fleet = JOBS / fleetRun.seconds;
   return {
     jobs: JOBS,
     concurrency: CONCURRENCY,
@@ -147,8 +127,32 @@ async function noopThroughput(deps: FleetDeps, tenant: string) {
     fleetJobsPerSecond: Math.round(fleet),
     ratio: +(fleet / raw).toFixed(3),
     // Where the time goes, in CPU µs per job: more stable than throughput on a shared machine.
-    cpuMicrosPerJob: { raw: rawCpuPerJob, fleet: fleetCpuPerJob },
+    cpuMicrosPerJob: { raw: rawRun.cpuPerJob, fleet: fleetRun.cpuPerJob },
   };
+}
+
+/** Resolves `done` once `tick` has been called `n` times. */
+function countdown(n: number) {
+  let left = n;
+  let finish!: () => void;
+  const done = new Promise<void>((resolve) => (finish = resolve));
+  return { done, tick: () => void (--left === 0 && finish()) };
+}
+
+/**
+ * Times one side of the no-op comparison: from resuming its paused queue until `done` and then
+ * `close` (its worker's) have finished, with the CPU each process used per job meanwhile. Each side
+ * starts from a CHECKPOINT, as in (b).
+ */
+async function timeResumed(deps: FleetDeps, queue: Queue, done: Promise<void>, close: () => Promise<void>) {
+  await deps.control.pool.query('CHECKPOINT');
+  const cpu = await cpuMeter(deps);
+  const start = performance.now();
+  await queue.resume();
+  await done;
+  await close();
+  const seconds = (performance.now() - start) / 1000;
+  return { seconds, cpuPerJob: await cpu.perJob(JOBS) };
 }
 
 /**
