@@ -66,11 +66,11 @@ interface Side {
   close(): Promise<void>;
 }
 
-// Counts finished jobs: resolves `done` after `expect(n)` has been followed by n ticks.
+// Counts finished jobs: `roundDone(n)` resolves after n more ticks.
 let left = 0;
 let finish = () => {};
 const tick = () => void (--left === 0 && finish());
-const expect = (n: number) => {
+const roundDone = (n: number) => {
   left = n;
   return new Promise<void>((resolve) => (finish = resolve));
 };
@@ -151,7 +151,7 @@ try {
   const s = side === 'raw' ? await rawSide(deps) : await fleetSide(deps);
   for (let round = 0; round < warmRounds; round++) {
     await s.enqueue(warmJobs);
-    const done = expect(warmJobs);
+    const done = roundDone(warmJobs);
     await s.queue.resume();
     await done;
     await s.queue.pause();
@@ -159,7 +159,7 @@ try {
   }
   await s.enqueue(JOBS);
   await deps.control.pool.query('CHECKPOINT');
-  const done = expect(JOBS);
+  const done = roundDone(JOBS);
   const cpu = await cpuMeter(deps.redis);
   const start = performance.now();
   await s.queue.resume();
