@@ -17,6 +17,7 @@ import { loadEnv } from '../src/config/env.ts';
 import { auditStreamKey } from '../src/control/audit-outbox.ts';
 import { buildJob } from '../src/jobs/envelope.ts';
 import { createLogger } from '../src/logger.ts';
+import { deleteKeysUnder } from '../src/redis.ts';
 import { closeDeps, createDeps, type FleetDeps } from '../src/runtime/deps.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 import { startWorker } from '../src/runtime/worker.ts';
@@ -60,10 +61,17 @@ const result = {
 /** What each side provides: a paused queue, a way to fill it, and its worker's close. */
 interface Side {
   queue: Queue;
-  enqueue(n: number): Promise<void>;
+  /** Adds `n` jobs (at most ENQUEUE_CHUNK) in one round trip. */
+  add(n: number): Promise<unknown>;
   /** Waits until the round's jobs are finished and their effects written (fleet: audit rows). */
   settle(): Promise<void>;
   close(): Promise<void>;
+}
+
+const ENQUEUE_CHUNK = 5000;
+
+async function enqueue(side: Side, n: number): Promise<void> {
+  for (let i = 0; i < n; i += ENQUEUE_CHUNK) await side.add(Math.min(ENQUEUE_CHUNK, n - i));
 }
 
 // Counts finished jobs: `roundDone(n)` resolves after n more ticks.
@@ -87,19 +95,10 @@ async function rawSide(deps: FleetDeps): Promise<Side> {
   });
   worker.on('completed', tick);
   await worker.waitUntilReady();
-  const { data } = buildJob('load-fixtures', payload);
+  const job = { ...buildJob('load-fixtures', payload), opts: jobOptions('load-fixtures') };
   return {
     queue,
-    async enqueue(n) {
-      for (let i = 0; i < n; i += 5000)
-        await queue.addBulk(
-          Array.from({ length: Math.min(5000, n - i) }, () => ({
-            name: `load-fixtures@${args.tenant}`,
-            data,
-            opts: jobOptions('load-fixtures'),
-          })),
-        );
-    },
+    add: (n) => queue.addBulk(Array.from({ length: n }, () => job)),
     settle: async () => {},
     async close() {
       await worker.close();
@@ -125,13 +124,11 @@ async function fleetSide(deps: FleetDeps): Promise<Side> {
   await worker.ready;
   return {
     queue,
-    async enqueue(n) {
-      for (let i = 0; i < n; i += 5000)
-        await client.enqueueBulk(
-          'load-fixtures',
-          Array.from({ length: Math.min(5000, n - i) }, () => ({ payload })),
-        );
-    },
+    add: (n) =>
+      client.enqueueBulk(
+        'load-fixtures',
+        Array.from({ length: n }, () => ({ payload })),
+      ),
     // A warm-up round's audit events are copied before the next round starts.
     async settle() {
       await deps.audit.flushed();
@@ -150,14 +147,14 @@ const deps = createDeps(env, config, createLogger('warn'));
 try {
   const s = side === 'raw' ? await rawSide(deps) : await fleetSide(deps);
   for (let round = 0; round < warmRounds; round++) {
-    await s.enqueue(warmJobs);
+    await enqueue(s, warmJobs);
     const done = roundDone(warmJobs);
     await s.queue.resume();
     await done;
     await s.queue.pause();
     await s.settle();
   }
-  await s.enqueue(JOBS);
+  await enqueue(s, JOBS);
   await deps.control.pool.query('CHECKPOINT');
   const done = roundDone(JOBS);
   const cpu = await cpuMeter(deps.redis);
@@ -169,5 +166,8 @@ try {
   const cpuMicrosPerJob = await cpu.perUnit(JOBS);
   console.log(JSON.stringify({ side, jobsPerSecond: Math.round(JOBS / seconds), cpuMicrosPerJob }));
 } finally {
+  // This side's jobs and audit rows go with it, whether or not it finished.
+  await deleteKeysUnder(deps.redis, deps.prefix);
+  await deps.control.forgetPrefix(deps.prefix);
   await closeDeps(deps);
 }

@@ -61,16 +61,13 @@ async function noopSide(side: 'raw' | 'fleet', deps: FleetDeps, tenant: string):
       ...['--prefix', `${deps.prefix}-${side}`, '--tenant', tenant],
       ...['--jobs', String(JOBS), '--concurrency', String(CONCURRENCY)],
     ],
-    { env: process.env, stdio: ['ignore', 'pipe', 'inherit'] },
+    { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const code = await new Promise((resolve) => child.once('exit', resolve));
   if (code !== 0) throw new Error(`noop-side.ts ${side} exited with ${String(code)}:\n${output}`);
-  const figures = JSON.parse(output.trim().split('\n').at(-1)!) as SideFigures;
-  await deleteKeysUnder(deps.redis, `${deps.prefix}-${side}`);
-  await deps.control.forgetPrefix(`${deps.prefix}-${side}`);
-  return figures;
+  return JSON.parse(output.trim().split('\n').at(-1)!) as SideFigures;
 }
 
 /**
