@@ -28,8 +28,8 @@ describe('cleanup after a run', () => {
   test('forgetPrefix deletes that prefix’s audit rows and cursor only', async ({ deps }) => {
     const insert = (prefix: string) =>
       deps.control.pool.query(
-        `INSERT INTO dbfleet.job_events (prefix, queue, job_id, tenant, payload_digest, status, attempt, recorded_at)
-         VALUES ($1, 'load-fixtures', 'j1', 'acme', 'sha256:00', 'completed', 1, now())`,
+        `INSERT INTO dbfleet.job_event_log (prefix, queue, job_id, tenant, payload_digest, status, attempt, recorded_ms)
+         VALUES ($1, 'load-fixtures', 'j1', 'acme', 'sha256:00', 'completed', 1, 0)`,
         [prefix],
       );
     const other = `${deps.prefix}-other`;

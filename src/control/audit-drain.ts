@@ -1,5 +1,5 @@
 /**
- * Copies the audit outbox (a Redis stream, see audit-outbox.ts) into dbfleet.job_events. Every worker
+ * Copies the audit outbox (a Redis stream, see audit-outbox.ts) into dbfleet.job_event_log. Every worker
  * process runs one; a transaction-scoped advisory lock lets one at a time copy a batch. The batch's
  * rows and the stream position they reach commit in one transaction, so a drainer killed at any point
  * neither loses nor repeats an event; entries are trimmed from the stream only after that commit.
@@ -106,7 +106,7 @@ export class AuditDrain {
     // Nothing new: entries left behind by a drainer that died between its commit and its trim.
     if (entries.length === 0) return { outcome: 'empty', committedThrough: after };
     const text = Buffer.concat(entries.map(([, fields]) => eventsOf(fields)));
-    await copyInto(client, 'dbfleet.job_events', AUDIT_COLUMNS, text);
+    await copyInto(client, 'dbfleet.job_event_log', AUDIT_COLUMNS, text);
     const last = entries.at(-1)![0].toString();
     await client.query(
       `INSERT INTO dbfleet.audit_cursor (prefix, last_id) VALUES ($1, $2)

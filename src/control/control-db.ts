@@ -109,7 +109,7 @@ export class ControlDb {
   /** Deletes a prefix's audit events, drain cursor and rejections (a finished test's or benchmark's). */
   async forgetPrefix(prefix: string): Promise<void> {
     await this.pool.query(
-      `WITH events AS (DELETE FROM dbfleet.job_events WHERE prefix = $1),
+      `WITH events AS (DELETE FROM dbfleet.job_event_log WHERE prefix = $1),
             cursor AS (DELETE FROM dbfleet.audit_cursor WHERE prefix = $1)
        DELETE FROM dbfleet.load_rejections WHERE prefix = $1`,
       [prefix],

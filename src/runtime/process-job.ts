@@ -49,7 +49,6 @@ export async function processJob(
     attempt,
     enqueuedAt: job.timestamp,
     startedAt: Date.now(),
-    finishedAt: undefined,
     durationMs: undefined,
     resultSummary: undefined,
     errorCode: undefined,
@@ -69,9 +68,8 @@ export async function processJob(
     if (deps.log.isLevelEnabled('info')) ctx.log.info('job started');
     const result = await handler(payload, ctx);
     const durationMs = performance.now() - running.startedAt;
-    const finishedAt = Date.now();
     event.status = 'completed';
-    event.at = event.finishedAt = finishedAt;
+    event.at = Date.now();
     event.durationMs = durationMs;
     event.resultSummary = result;
     try {
@@ -95,13 +93,11 @@ export async function processJob(
     const status = handBack ? 'interrupted' : c.kind === 'permanent' || finalAttempt ? 'failed' : 'retrying';
     ctx.log[status === 'failed' ? 'error' : 'warn']({ code: c.code, kind: c.kind, err }, `job ${status}`);
     metrics.failures.inc({ type, reason: c.code });
-    const at = Date.now();
     event.status = status;
-    event.at = at;
+    event.at = Date.now();
     event.durationMs = durationMs;
     event.errorCode = c.code;
     event.errorMessage = c.message;
-    event.finishedAt = status === 'failed' ? at : undefined;
     await deps.audit
       .record(event)
       .catch((auditErr: unknown) => ctx.log.error({ err: auditErr }, 'could not write the audit row'));
