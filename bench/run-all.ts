@@ -189,7 +189,7 @@ async function repeated<T extends { ratio: number }>(
       await deleteKeysUnder(deps.redis, deps.prefix);
       await deps.control.forgetPrefix(deps.prefix);
       // Now rather than by autovacuum during the next run's timing.
-      await deps.control.pool.query('VACUUM dbfleet.job_events');
+      await deps.control.pool.query('VACUUM dbfleet.job_event_log');
       await closeDeps(deps);
     }
   }
