@@ -126,7 +126,8 @@ export const test = base.extend<Fixtures>({
     await Promise.all(started.map((w) => w.close(5_000)));
   },
 
-  spawnWorker: async ({ env, tmp }, use) => {
+  // After `deps`, so torn down before it: the workers are killed before deps deletes the keys they wrote.
+  spawnWorker: async ({ env, tmp, deps: _ }, use) => {
     const spawned: SpawnedWorker[] = [];
     await use(async (options = {}) => {
       let output = '';

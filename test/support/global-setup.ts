@@ -3,6 +3,7 @@
  * hands their connection settings to every test file.
  */
 import { execFileSync } from 'node:child_process';
+import { Redis } from 'ioredis';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
@@ -31,12 +32,37 @@ function ensureChromium(): void {
   );
 }
 
-export default function setup(project: TestProject): void {
+/** The prefixes of the tests' Redis keys (`test-xxxxxxxx`) present now. */
+async function testPrefixes(redis: Redis): Promise<Set<string>> {
+  const prefixes = new Set<string>();
+  for await (const keys of redis.scanStream({ match: 'test-*', count: 1000 }) as AsyncIterable<string[]>)
+    for (const key of keys) prefixes.add(key.split(':')[0]!);
+  return prefixes;
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   ensureChromium();
   const script = path.resolve(import.meta.dirname, '../../scripts/services.sh');
   const out = execFileSync('bash', [script, 'up'], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  project.provide('servicesEnv', parseExports(out));
+  const env = parseExports(out);
+  project.provide('servicesEnv', env);
+  const redis = new Redis(env.DBFLEET_REDIS_URL!);
+  const before = await testPrefixes(redis);
+  // Every test deletes its keys; what remains was written by something still running after its
+  // test's cleanup (a worker, a child process) and would pile up in a long-lived Redis.
+  return async () => {
+    try {
+      const left = [...(await testPrefixes(redis))].filter((p) => !before.has(p));
+      if (left.length > 0) {
+        // An error thrown here is only printed; the exit code is what CI sees.
+        console.error(`tests left Redis keys behind under ${left.length} prefix(es): ${left.join(', ')}`);
+        process.exitCode = 1;
+      }
+    } finally {
+      redis.disconnect();
+    }
+  };
 }

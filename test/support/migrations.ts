@@ -10,6 +10,7 @@ import { loadEnv, type Env } from '../../src/config/env.ts';
 import type { DbfleetConfig } from '../../src/config/define.ts';
 import { addTenant, dropTenantData, type AddedTenant } from '../../src/control/provision.ts';
 import { createLogger } from '../../src/logger.ts';
+import { deleteKeysUnder } from '../../src/redis.ts';
 import { closeDeps, createDeps, type FleetDeps } from '../../src/runtime/deps.ts';
 import { startWorker, type FleetWorker, type WorkerOptions } from '../../src/runtime/worker.ts';
 import { handlers } from '../../workers/index.ts';
@@ -109,6 +110,9 @@ export const test = base.extend<{
       await Promise.all(workers.map((w) => w.close(5_000)));
       await client.close();
       for (const t of tenants) await dropTenantData(t);
+      // Its queues' keys go with it (its control database is dropped below): left behind, each run
+      // of the suite added a few hundred keys to a long-lived development Redis.
+      await deleteKeysUnder(deps.redis, deps.prefix);
       await closeDeps(deps);
       const c = admin();
       await c.connect();
