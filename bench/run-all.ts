@@ -185,6 +185,7 @@ async function repeated<T extends { ratio: number }>(
       runs.push(result);
     } finally {
       await dropTenantData(tenantStores(deps, tenant));
+      await deps.control.forgetTenant(tenant);
       // Each run's jobs and audit rows go with it, so runs do not slow down the ones after them.
       await deleteKeysUnder(deps.redis, deps.prefix);
       await deps.control.forgetPrefix(deps.prefix);

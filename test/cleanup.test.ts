@@ -1,7 +1,7 @@
 /** What tests and benchmarks use to leave nothing behind: it must take only what is theirs. */
 import { describe, expect } from 'vitest';
 import { deleteKeysUnder } from '../src/redis.ts';
-import { test } from './support/fixtures.ts';
+import { test, uniqueId } from './support/fixtures.ts';
 
 describe('cleanup after a run', () => {
   test('deleteKeysUnder takes every key under the prefix and nothing else', async ({ deps }) => {
@@ -50,6 +50,19 @@ describe('cleanup after a run', () => {
       expect(await count('dbfleet.job_events', other)).toBe(1);
     } finally {
       await deps.control.forgetPrefix(other);
+    }
+  });
+
+  test('forgetTenant deletes that tenant’s registration only', async ({ deps }) => {
+    const [mine, other] = [uniqueId('forget'), uniqueId('keep')];
+    await deps.control.addTenant(mine);
+    await deps.control.addTenant(other);
+    try {
+      await deps.control.forgetTenant(mine);
+      expect(await deps.control.tenantExists(mine)).toBe(false);
+      expect(await deps.control.tenantExists(other)).toBe(true);
+    } finally {
+      await deps.control.forgetTenant(other);
     }
   });
 });

@@ -72,6 +72,11 @@ export class ControlDb {
     return (await this.pool.query('SELECT id, created_at, status FROM dbfleet.tenants ORDER BY id')).rows;
   }
 
+  /** Deletes a tenant's registration (a finished test's or benchmark's; its data goes with dropTenantData). */
+  async forgetTenant(id: string): Promise<void> {
+    await this.pool.query('DELETE FROM dbfleet.tenants WHERE id = $1', [id]);
+  }
+
   async tenantExists(id: string): Promise<boolean> {
     return (await this.pool.query('SELECT 1 FROM dbfleet.tenants WHERE id = $1', [id])).rowCount === 1;
   }

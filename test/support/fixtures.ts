@@ -108,6 +108,7 @@ export const test = base.extend<Fixtures>({
     const { pg, mongo } = await addTenant(deps, id);
     await use({ id, pg, mongo });
     await dropTenantData({ namespace: pg.schema, pg, mongo });
+    await deps.control.forgetTenant(id);
   },
 
   client: async ({ deps }, use) => {
