@@ -243,4 +243,48 @@ describe('load-fixtures sources and formats', () => {
     });
     await expect(job.waitForResult()).rejects.toThrow(/tenant nobody_here does not exist/);
   });
+
+  test('a row PostgreSQL cannot store (text with a NUL character) is rejected with its reason', async ({
+    client,
+    tenant,
+    startWorker,
+  }) => {
+    startWorker();
+    const user = cases[0]!.row;
+    const job = await client.enqueue('load-fixtures', {
+      tenant: tenant.id,
+      target: { store: 'postgres', name: 'users' },
+      schema: 'users',
+      source: { type: 'inline', rows: [user(1), { ...user(2), display_name: 'nul\u0000here' }, user(3)] },
+    });
+    const result = await job.waitForResult({ timeoutMs: 30_000 });
+    expect(result).toMatchObject({ read: 3, loaded: 2, rejected: 1 });
+    expect(result.sampleRejections).toEqual([
+      { line: 2, reason: 'display_name: contains a NUL character, which PostgreSQL text cannot hold' },
+    ]);
+    expect(await cases[0]!.count(tenant)).toBe(2);
+
+    const upsert = await client.enqueue('load-fixtures', {
+      tenant: tenant.id,
+      target: { store: 'postgres', name: 'users' },
+      schema: 'users',
+      mode: 'upsert',
+      key: ['id'],
+      source: {
+        type: 'inline',
+        rows: [
+          { ...user(1), display_name: 'renamed' },
+          { ...user(3), display_name: '\u0000' },
+        ],
+      },
+    });
+    expect(await upsert.waitForResult({ timeoutMs: 30_000 })).toMatchObject({
+      loaded: 1,
+      rejected: 1,
+      sampleRejections: [
+        { line: 2, reason: 'display_name: contains a NUL character, which PostgreSQL text cannot hold' },
+      ],
+    });
+    expect(await cases[0]!.valueOf(tenant, 1)).toBe('renamed');
+  });
 });

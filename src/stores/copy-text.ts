@@ -29,6 +29,21 @@ export function copyLine(row: Record<string, unknown>, columns: readonly string[
   return out + '\n';
 }
 
+/** Which column holds a NUL character, which PostgreSQL text and jsonb cannot store, as a reason. */
+export function nulRefusal(row: Record<string, unknown>, columns: readonly string[]): string | undefined {
+  for (const column of columns) {
+    if (holdsNul(row[column]))
+      return `${column}: contains a NUL character, which PostgreSQL text cannot hold`;
+  }
+  return undefined;
+}
+
+function holdsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\0');
+  if (value === null || typeof value !== 'object' || value instanceof Date) return false;
+  return Object.entries(value).some(([k, v]) => k.includes('\0') || holdsNul(v));
+}
+
 /**
  * COPY text accumulated off the JS heap. A batch of rows held as objects until its COPY survives
  * young-generation collections and gets promoted, and collecting that old generation was a quarter of
@@ -40,8 +55,17 @@ export class CopyTextBuffer {
   #spare = Buffer.allocUnsafe(1 << 16);
   #length = 0;
 
-  appendRow(row: Record<string, unknown>, columns: readonly string[]): void {
+  /**
+   * Appends the row's line, unless PostgreSQL would refuse it: then it returns why and appends
+   * nothing (one such line would fail the whole COPY).
+   */
+  appendRow(row: Record<string, unknown>, columns: readonly string[]): string | undefined {
     const line = copyLine(row, columns);
+    // A NUL is raw in text and escaped (u0000) in JSON: two fast scans, the exact check only on a hit.
+    if (line.includes('\0') || line.includes('u0000')) {
+      const refusal = nulRefusal(row, columns);
+      if (refusal) return refusal;
+    }
     const worst = line.length * 3; // UTF-16 code units to UTF-8 bytes, at most
     if (this.#length + worst > this.#buf.length) {
       const bigger = Buffer.allocUnsafe(Math.max(this.#buf.length * 2, this.#length + worst));
@@ -49,6 +73,7 @@ export class CopyTextBuffer {
       this.#buf = bigger;
     }
     this.#length += this.#buf.write(line, this.#length, 'utf8');
+    return undefined;
   }
 
   /**

@@ -50,12 +50,21 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
   const text = new CopyTextBuffer();
   let rows: Row[] = [];
   let count = 0;
+  /** Rows of this batch PostgreSQL could not store (see CopyTextBuffer.appendRow). */
+  let refused: Rejection[] = [];
+  /** Appends the row's line, or notes why PostgreSQL could not store it; true when appended. */
+  const encode = (buffer: CopyTextBuffer, row: Row, refusals: Rejection[]) => {
+    const reason = buffer.appendRow(row.value, o.columns);
+    if (reason) refusals.push({ line: row.line, reason });
+    return !reason;
+  };
 
   return {
     add(line, value) {
-      count++;
-      if (o.mode === 'upsert') rows.push({ line, value });
-      else text.appendRow(value, o.columns);
+      if (o.mode === 'upsert') {
+        rows.push({ line, value });
+        count++;
+      } else if (encode(text, { line, value }, refused)) count++;
     },
 
     async prepare() {
@@ -80,9 +89,10 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
     },
 
     async write(next) {
-      const batch = { rows, text: text.take(), count };
+      const batch = { rows, text: text.take(), count, refused };
       rows = [];
       count = 0;
+      refused = [];
       const client = o.client;
       await client.query('BEGIN');
       try {
@@ -94,7 +104,7 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
             `CREATE TEMP TABLE _dbfleet_batch (LIKE ${target} INCLUDING DEFAULTS) ON COMMIT DROP`,
           );
           const unique = new CopyTextBuffer();
-          for (const row of lastByKey(batch.rows, key)) unique.appendRow(row.value, o.columns);
+          for (const row of lastByKey(batch.rows, key)) encode(unique, row, batch.refused);
           await copyInto(client, '_dbfleet_batch', o.columns, unique.take());
           const cols = o.columns.map(quoteIdent).join(', ');
           const updates = o.columns
@@ -107,12 +117,17 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
         } else if (batch.count > 0) {
           await copyInto(client, target, o.columns, batch.text);
         }
-        await client.query(`${checkpointSql(next)}; COMMIT`);
+        const stored = {
+          ...next,
+          loaded: next.loaded - batch.refused.length,
+          rejected: next.rejected + batch.refused.length,
+        };
+        await client.query(`${checkpointSql(stored)}; COMMIT`);
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
         throw err;
       }
-      return [] as Rejection[];
+      return batch.refused;
     },
 
     async finish(progress) {
