@@ -116,6 +116,34 @@ describe('audit log', () => {
     }
   });
 
+  test('text PostgreSQL cannot hold (a NUL) is replaced, and the events after it are copied too', async ({
+    deps,
+  }) => {
+    await deps.audit.record({
+      ...auditEvent(deps, 'nul'),
+      status: 'failed',
+      requestedBy: 'ops\0me',
+      errorCode: 'bad\0code',
+      errorMessage: 'driver said \0\0',
+    });
+    await deps.audit.record(auditEvent(deps, 'after'));
+    await deps.audit.flushed();
+    await new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log).drainAll();
+    const { rows } = await deps.control.pool.query(
+      'SELECT job_id, requested_by, error_code, error_message FROM dbfleet.job_events WHERE prefix = $1 ORDER BY id',
+      [deps.prefix],
+    );
+    expect(rows).toEqual([
+      {
+        job_id: 'nul',
+        requested_by: 'ops\uFFFDme',
+        error_code: 'bad\uFFFDcode',
+        error_message: 'driver said \uFFFD\uFFFD',
+      },
+      { job_id: 'after', requested_by: null, error_code: null, error_message: null },
+    ]);
+  });
+
   test('events wait in Redis while the control database is unreachable', async ({ deps }) => {
     for (let i = 0; i < 5; i++) await deps.audit.record(auditEvent(deps, `job${i}`));
     const unreachable = new pg.Pool({ connectionString: 'postgres://nobody@127.0.0.1:1/none' });

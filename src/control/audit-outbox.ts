@@ -79,7 +79,7 @@ export function auditLine(e: AuditEvent): string {
     '\t' +
     copyValue(e.tenant) +
     '\t' +
-    copyValue(e.requestedBy) +
+    auditText(e.requestedBy) +
     '\t' +
     copyValue(e.payloadDigest) +
     '\t' +
@@ -91,18 +91,29 @@ export function auditLine(e: AuditEvent): string {
     '\t' +
     wholeNumber(e.startedAt) +
     '\t' +
-    wholeNumber(e.durationMs) +
+    wholeNumber(e.durationMs === undefined ? undefined : Math.min(e.durationMs, MAX_DURATION_MS)) +
     '\t' +
     copyValue(e.resultSummary) +
     '\t' +
-    copyValue(e.errorCode) +
+    auditText(e.errorCode) +
     '\t' +
-    copyValue(e.errorMessage) +
+    auditText(e.errorMessage) +
     '\t' +
     wholeNumber(e.at) +
     '\n'
   );
 }
+
+/**
+ * Free text (who asked, error code and message) with any NUL character replaced: PostgreSQL text
+ * cannot hold one, and a line it refuses would stop the drainer at that batch.
+ */
+function auditText(text: string | undefined): string {
+  return copyValue(text?.includes('\0') ? text.replaceAll('\0', '\uFFFD') : text);
+}
+
+/** duration_ms is an integer column: a job running longer than 24.8 days is recorded as this. */
+const MAX_DURATION_MS = 2 ** 31 - 1;
 
 /**
  * A time (epoch ms) or duration for a bigint/integer column. Rounded, and null unless finite: a line

@@ -18,7 +18,7 @@ function generic(e: AuditEvent): string {
       attempt: e.attempt,
       enqueued_ms: whole(e.enqueuedAt),
       started_ms: whole(e.startedAt),
-      duration_ms: whole(e.durationMs),
+      duration_ms: whole(e.durationMs === undefined ? undefined : Math.min(e.durationMs, 2 ** 31 - 1)),
       result_summary: e.resultSummary,
       error_code: e.errorCode,
       error_message: e.errorMessage,
@@ -68,5 +68,7 @@ describe('auditLine', () => {
     expect(cols[AUDIT_COLUMNS.indexOf('enqueued_ms')]).toBe('\\N');
     expect(cols[AUDIT_COLUMNS.indexOf('duration_ms')]).toBe('1958');
     expect(cols.at(-1)).toBe(`${full.at}\n`);
+    const month = auditLine({ ...full, durationMs: 31 * 24 * 3600 * 1000 }).split('\t');
+    expect(month[AUDIT_COLUMNS.indexOf('duration_ms')]).toBe(String(2 ** 31 - 1)); // integer column
   });
 });
