@@ -7,7 +7,7 @@
  * of `--jobs` jobs: they wait in a paused queue, the clock runs from resume() until the worker has
  * closed (for the fleet, until the round's audit events are in PostgreSQL). It prints one JSON line.
  *
- *   node bench/noop-side.ts raw|fleet --prefix P --tenant T [--jobs 20000] [--concurrency 50] [--warm-up 3x10000]
+ *   node bench/noop-side.ts raw|fleet --prefix P --tenant T [--jobs 60000] [--concurrency 50] [--warm-up 3x10000]
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -30,7 +30,7 @@ const { values: args, positionals } = parseArgs({
   options: {
     prefix: { type: 'string' },
     tenant: { type: 'string' },
-    jobs: { type: 'string', default: '20000' },
+    jobs: { type: 'string', default: '60000' },
     concurrency: { type: 'string', default: '50' },
     'warm-up': { type: 'string', default: '3x10000' },
   },

@@ -2,12 +2,14 @@
  * Benchmarks, each side by side with its reference in the same run, on the services from
  * scripts/services.sh. Each comparison runs `--repeat` times, reference and fleet back to back, and
  * reports every pair and the median ratio: on a shared two-core machine single runs vary by ±10%.
+ * (a)'s timed round is 60,000 jobs (about four seconds): with 20,000 (about a second) the pairs
+ * varied twice as much.
  *   (a) no-op job throughput: the fleet's runtime vs a raw BullMQ worker, same concurrency, same jobs,
  *       each side a fresh process warmed up before its timed round (bench/noop-side.ts);
  *   (b) load-fixtures rows/s into PostgreSQL vs `psql \copy` of the same rows as CSV;
  *   (c) the worker process's peak RSS (VmHWM) during that million-row load.
  *
- *   eval "$(scripts/services.sh env)" && npm run bench -- [--jobs 20000] [--rows 1000000] [--concurrency 50]
+ *   eval "$(scripts/services.sh env)" && npm run bench -- [--jobs 60000] [--rows 1000000] [--concurrency 50]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -28,7 +30,7 @@ import { cpuSeconds, peakRssMiB } from './proc.ts';
 const ROOT = path.resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
   options: {
-    jobs: { type: 'string', default: '20000' },
+    jobs: { type: 'string', default: '60000' },
     rows: { type: 'string', default: '1000000' },
     concurrency: { type: 'string', default: '50' },
     repeat: { type: 'string', default: '5' },
