@@ -137,10 +137,10 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
     // (it is only read back whole), finished_at is derived (it is the event's time for completed and
     // failed), and the id no longer has a unique index (its sequence makes it unique; it only orders
     // a job's events). Job ids compare bytewise ("C"): the index only serves equality, and under a
-    // linguistic collation each comparison on insert costs a strcoll (measured with random 40-character
-    // ids, under C.UTF-8: 4.2–4.8 µs per row before, 3.9–4.1 after). Readers keep the same columns and types through the
-    // job_events view; its recorded_at is indexed (BRIN over the same expression), so time windows
-    // stay cheap.
+    // linguistic collation each comparison on insert costs a strcoll (random 40-character ids, in a
+    // C.UTF-8 database: 4.2–4.8 µs per row before, 3.9–4.1 after). Readers keep the same columns
+    // and types through the job_events view; its recorded_at is indexed (BRIN over the same
+    // expression), so time windows stay cheap.
     sql: `
       DROP VIEW dbfleet.job_runs;
       CREATE TABLE dbfleet.job_event_log (
