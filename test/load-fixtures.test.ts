@@ -287,4 +287,24 @@ describe('load-fixtures sources and formats', () => {
     });
     expect(await cases[0]!.valueOf(tenant, 1)).toBe('renamed');
   });
+
+  test('a document MongoDB cannot store (a NUL in a field name) is rejected with its reason', async ({
+    client,
+    tenant,
+    startWorker,
+  }) => {
+    startWorker();
+    const doc = (i: number) => ({ _id: `s${i}`, userId: i });
+    const job = await client.enqueue('load-fixtures', {
+      tenant: tenant.id,
+      target: { store: 'mongo', name: 'sessions' },
+      source: { type: 'inline', rows: [doc(1), { ...doc(2), meta: { 'bad\u0000key': 1 } }, doc(3)] },
+    });
+    const result = await job.waitForResult({ timeoutMs: 30_000 });
+    expect(result).toMatchObject({ read: 3, loaded: 2, rejected: 1 });
+    expect(result.sampleRejections).toEqual([
+      { line: 2, reason: 'meta: a field name contains a NUL character, which MongoDB cannot store' },
+    ]);
+    expect(await tenant.mongo.collection('sessions').countDocuments()).toBe(2);
+  });
 });

@@ -31,7 +31,13 @@ export function mongoSink(o: MongoSinkOptions): Sink {
   /** True for the first batch after a resume: it may already be partly in the collection. */
   let resumed = false;
   let batch: Row[] = [];
+  /** Rows of this batch no MongoDB server could take (see nulFieldRefusal). */
+  let refused: Rejection[] = [];
 
+  /**
+   * Inserts unordered and turns the documents MongoDB refused into rejections; anything else (nothing
+   * written, or a count that does not add up) is thrown, never reported as loaded.
+   */
   const insert = async (rows: Row[]): Promise<Rejection[]> => {
     const docs = rows.map((r) => ({ _id: derivedId(o.loadKey, r.line), ...r.value }) as Document);
     try {
@@ -40,14 +46,17 @@ export function mongoSink(o: MongoSinkOptions): Sink {
     } catch (err) {
       if (!(err instanceof MongoBulkWriteError)) throw err;
       const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
-      const other = errors.find((e) => e.code !== DUPLICATE_KEY);
-      if (other) throw err;
-      // After a resume, duplicates are this load's own earlier writes; otherwise they are bad rows.
-      if (resumed) return [];
-      return errors.map((e) => ({
-        line: rows[e.index]!.line,
-        reason: 'duplicate key (_id or a unique index)',
-      }));
+      if (errors.length === 0 || err.result.insertedCount + errors.length !== docs.length) throw err;
+      return errors.flatMap((e) => {
+        // After a resume, duplicates are this load's own earlier writes.
+        if (e.code === DUPLICATE_KEY && resumed) return [];
+        // By code only: MongoDB's message quotes the document's values, which may be personal.
+        const reason =
+          e.code === DUPLICATE_KEY
+            ? 'duplicate key (_id or a unique index)'
+            : `refused by MongoDB (${(e.err as { codeName?: string }).codeName ?? `code ${e.code}`})`;
+        return [{ line: rows[e.index]!.line, reason }];
+      });
     }
   };
 
@@ -67,11 +76,7 @@ export function mongoSink(o: MongoSinkOptions): Sink {
         ? { [key[0]!]: { $in: unique.map((r) => r.value[key[0]!]) } }
         : { $or: unique.map((r) => Object.fromEntries(key.map((k) => [k, r.value[k]]))) };
     await collection.deleteMany(filter);
-    await collection.insertMany(
-      unique.map((r) => ({ _id: derivedId(o.loadKey, r.line), ...r.value }) as Document),
-      { ordered: false },
-    );
-    return [];
+    return insert(unique);
   };
 
   return {
@@ -88,26 +93,49 @@ export function mongoSink(o: MongoSinkOptions): Sink {
     },
 
     add(line, value) {
-      batch.push({ line, value });
+      const refusal = nulFieldRefusal(value);
+      if (refusal) refused.push({ line, reason: refusal });
+      else batch.push({ line, value });
     },
 
     async write(next) {
       const rows = batch;
+      const early = refused;
       batch = [];
+      refused = [];
       // replace: a fresh start (no checkpoint yet) empties the collection; a resumed one must not.
       if (o.mode === 'replace' && next.batches === 1 && !resumed) await collection.deleteMany({});
-      const refused = rows.length === 0 ? [] : o.mode === 'upsert' ? await upsert(rows) : await insert(rows);
+      const written = rows.length === 0 ? [] : o.mode === 'upsert' ? await upsert(rows) : await insert(rows);
+      const rejections = [...early, ...written];
       resumed = false;
       await o.checkpoint.set({
         ...next,
-        loaded: next.loaded - refused.length,
-        rejected: next.rejected + refused.length,
+        loaded: next.loaded - rejections.length,
+        rejected: next.rejected + rejections.length,
       });
-      return refused;
+      return rejections;
     },
 
     async finish(progress) {
       await o.checkpoint.set({ ...progress, done: true });
     },
   };
+}
+
+/**
+ * BSON field names are NUL-terminated, so the driver refuses a whole batch over one such name:
+ * found here, it is one row's rejection instead.
+ */
+export function nulFieldRefusal(value: object, path = ''): string | undefined {
+  // for-in rather than Object.entries: it runs for every document loaded.
+  for (const key in value) {
+    if (key.includes('\0'))
+      return `${path || key.replaceAll('\0', '\\0')}: a field name contains a NUL character, which MongoDB cannot store`;
+    const v = (value as Record<string, unknown>)[key];
+    if (v !== null && typeof v === 'object' && !(v instanceof Date)) {
+      const inner = nulFieldRefusal(v, path ? `${path}.${key}` : key);
+      if (inner) return inner;
+    }
+  }
+  return undefined;
 }
