@@ -54,7 +54,7 @@ export function mongoSink(o: MongoSinkOptions): Sink {
         const reason =
           e.code === DUPLICATE_KEY
             ? 'duplicate key (_id or a unique index)'
-            : `refused by MongoDB (${(e.err as { codeName?: string }).codeName ?? `code ${e.code}`})`;
+            : `refused by MongoDB (error code ${e.code})`;
         return [{ line: rows[e.index]!.line, reason }];
       });
     }
