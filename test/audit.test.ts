@@ -144,6 +144,56 @@ describe('audit log', () => {
     ]);
   });
 
+  test('events a worker of the version before appended (ISO times) are converted, in stream order', async ({
+    deps,
+  }) => {
+    // What a version-3 worker appended during a rolling upgrade: its line format, field 'e'.
+    const v3 = (jobId: string, status: string) =>
+      [
+        deps.prefix,
+        'load-fixtures',
+        jobId,
+        'acme',
+        'ops',
+        'sha256:00',
+        status,
+        '1',
+        '2026-11-21T10:00:00.001Z',
+        '2026-11-21T10:00:00.250Z',
+        status === 'completed' ? '2026-11-21T10:00:01.500Z' : '\\N',
+        '1250',
+        '{"rows":2}',
+        '\\N',
+        '\\N',
+        '2026-11-21T10:00:01.500Z',
+      ].join('\t') + '\n';
+    const key = auditStreamKey(deps.prefix);
+    await deps.redis.xadd(key, '*', 'e', v3('old1', 'completed'));
+    await deps.audit.record(auditEvent(deps, 'new1'));
+    await deps.audit.flushed();
+    await deps.redis.xadd(key, '*', 'e', v3('old2', 'retrying') + v3('old3', 'completed'));
+    await new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log).drainAll();
+
+    const { rows } = await deps.control.pool.query(
+      `SELECT job_id, status, requested_by, started_at, finished_at, duration_ms, result_summary, recorded_at
+       FROM dbfleet.job_events WHERE prefix = $1 ORDER BY id`,
+      [deps.prefix],
+    );
+    expect(rows.map((r) => r.job_id)).toEqual(['old1', 'new1', 'old2', 'old3']);
+    expect(rows[0]).toEqual({
+      job_id: 'old1',
+      status: 'completed',
+      requested_by: 'ops',
+      started_at: new Date('2026-11-21T10:00:00.250Z'),
+      finished_at: new Date('2026-11-21T10:00:01.500Z'),
+      duration_ms: 1250,
+      result_summary: { rows: 2 },
+      recorded_at: new Date('2026-11-21T10:00:01.500Z'),
+    });
+    expect(rows[2]).toMatchObject({ status: 'retrying', finished_at: null });
+    expect(await deps.redis.xlen(key)).toBe(0);
+  });
+
   test('events wait in Redis while the control database is unreachable', async ({ deps }) => {
     for (let i = 0; i < 5; i++) await deps.audit.record(auditEvent(deps, `job${i}`));
     const unreachable = new pg.Pool({ connectionString: 'postgres://nobody@127.0.0.1:1/none' });

@@ -9,6 +9,7 @@ import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger.ts';
 import { copyInto, inTransaction, withPoolClient } from '../stores/postgres.ts';
+import { copyLegacyEvents, LEGACY_EVENT_FIELD } from './audit-legacy.ts';
 import { AUDIT_COLUMNS, auditStreamKey, EVENT_FIELD } from './audit-outbox.ts';
 
 /** Stream entries per transaction; each holds the events of one event-loop turn of one process. */
@@ -105,8 +106,11 @@ export class AuditDrain {
     );
     // Nothing new: entries left behind by a drainer that died between its commit and its trim.
     if (entries.length === 0) return { outcome: 'empty', committedThrough: after };
-    const text = Buffer.concat(entries.map(([, fields]) => eventsOf(fields)));
-    await copyInto(client, 'dbfleet.job_event_log', AUDIT_COLUMNS, text);
+    for (const run of runsByFormat(entries)) {
+      const text = Buffer.concat(run.texts);
+      if (run.legacy) await copyLegacyEvents(client, text);
+      else await copyInto(client, 'dbfleet.job_event_log', AUDIT_COLUMNS, text);
+    }
     const last = entries.at(-1)![0].toString();
     await client.query(
       `INSERT INTO dbfleet.audit_cursor (prefix, last_id) VALUES ($1, $2)
@@ -123,8 +127,27 @@ export class AuditDrain {
   }
 }
 
-/** The COPY text an entry carries (its one field is EVENT_FIELD). */
-function eventsOf(fields: Buffer[]): Buffer {
-  for (let i = 0; i < fields.length; i += 2) if (fields[i]!.toString() === EVENT_FIELD) return fields[i + 1]!;
+/**
+ * The entries' COPY text in runs of one line format, in stream order: all current but during a
+ * rolling upgrade, when workers of the version before append too.
+ */
+function runsByFormat(entries: [Buffer, Buffer[]][]): { legacy: boolean; texts: Buffer[] }[] {
+  const runs: { legacy: boolean; texts: Buffer[] }[] = [];
+  for (const [, fields] of entries) {
+    const { legacy, text } = eventsOf(fields);
+    const last = runs.at(-1);
+    if (last?.legacy === legacy) last.texts.push(text);
+    else runs.push({ legacy, texts: [text] });
+  }
+  return runs;
+}
+
+/** The COPY text an entry carries, and whether it is in the earlier line format. */
+function eventsOf(fields: Buffer[]): { legacy: boolean; text: Buffer } {
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!.toString();
+    if (name === EVENT_FIELD) return { legacy: false, text: fields[i + 1]! };
+    if (name === LEGACY_EVENT_FIELD) return { legacy: true, text: fields[i + 1]! };
+  }
   throw new Error('audit stream entry without its events field');
 }

@@ -43,8 +43,11 @@ export interface AuditEvent {
 /** The stream holding one prefix's audit events until the drainer has copied them. */
 export const auditStreamKey = (prefix: string) => `${prefix}:dbfleet:audit`;
 
-/** Field name of the single field each stream entry carries (COPY text lines, one per event). */
-export const EVENT_FIELD = 'e';
+/**
+ * Field name of the single field each stream entry carries (COPY text lines, one per event). Named
+ * for the line format: entries of an earlier format carry another field (see audit-legacy.ts).
+ */
+export const EVENT_FIELD = 'e4';
 
 /** dbfleet.job_event_log columns, in the order of each line's values. */
 export const AUDIT_COLUMNS = [
