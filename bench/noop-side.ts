@@ -17,8 +17,7 @@ import { loadEnv } from '../src/config/env.ts';
 import { auditStreamKey } from '../src/control/audit-outbox.ts';
 import { buildJob } from '../src/jobs/envelope.ts';
 import { createLogger } from '../src/logger.ts';
-import { deleteKeysUnder } from '../src/redis.ts';
-import { closeDeps, createDeps, type FleetDeps } from '../src/runtime/deps.ts';
+import { closeDeps, createDeps, forgetPrefix, type FleetDeps } from '../src/runtime/deps.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 import { startWorker } from '../src/runtime/worker.ts';
 import { handlers } from '../workers/index.ts';
@@ -167,7 +166,6 @@ try {
   console.log(JSON.stringify({ side, jobsPerSecond: Math.round(JOBS / seconds), cpuMicrosPerJob }));
 } finally {
   // This side's jobs and audit rows go with it, whether or not it finished.
-  await deleteKeysUnder(deps.redis, deps.prefix);
-  await deps.control.forgetPrefix(deps.prefix);
+  await forgetPrefix(deps);
   await closeDeps(deps);
 }

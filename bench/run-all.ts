@@ -2,10 +2,9 @@
  * Benchmarks, each side by side with its reference in the same run, on the services from
  * scripts/services.sh. Each comparison runs `--repeat` times, reference and fleet back to back, and
  * reports every pair and the median ratio: on a shared two-core machine single runs vary by ±10%.
- * (a)'s timed round is 60,000 jobs (about four seconds): with 20,000 (about a second) the pairs
- * varied twice as much.
  *   (a) no-op job throughput: the fleet's runtime vs a raw BullMQ worker, same concurrency, same jobs,
- *       each side a fresh process warmed up before its timed round (bench/noop-side.ts);
+ *       each side a fresh process warmed up before its timed round (bench/noop-side.ts) of 60,000
+ *       jobs, about four seconds (with 20,000, about a second, the pairs varied twice as much);
  *   (b) load-fixtures rows/s into PostgreSQL vs `psql \copy` of the same rows as CSV;
  *   (c) the worker process's peak RSS (VmHWM) during that million-row load.
  *
@@ -21,8 +20,7 @@ import { createClient } from '../src/client/client.ts';
 import { loadEnv } from '../src/config/env.ts';
 import { addTenant, dropTenantData, tenantStores } from '../src/control/provision.ts';
 import { createLogger } from '../src/logger.ts';
-import { deleteKeysUnder } from '../src/redis.ts';
-import { closeDeps, createDeps, type FleetDeps } from '../src/runtime/deps.ts';
+import { closeDeps, createDeps, forgetPrefix, type FleetDeps } from '../src/runtime/deps.ts';
 import { generateFile } from '../demo/generate.ts';
 import config from '../dbfleet.config.ts';
 import { cpuSeconds, peakRssMiB } from './proc.ts';
@@ -189,8 +187,7 @@ async function repeated<T extends { ratio: number }>(
       await dropTenantData(tenantStores(deps, tenant));
       await deps.control.forgetTenant(tenant);
       // Each run's jobs and audit rows go with it, so runs do not slow down the ones after them.
-      await deleteKeysUnder(deps.redis, deps.prefix);
-      await deps.control.forgetPrefix(deps.prefix);
+      await forgetPrefix(deps);
       // Now rather than by autovacuum during the next run's timing.
       await deps.control.pool.query('VACUUM dbfleet.job_event_log');
       await closeDeps(deps);

@@ -11,7 +11,13 @@ import { PermanentError, zodIssues } from '../src/errors.ts';
 import { openRecords } from './load-fixtures/source.ts';
 import { postgresSink } from './load-fixtures/postgres-sink.ts';
 import { mongoSink } from './load-fixtures/mongo-sink.ts';
-import { freshProgress, type Progress, type Rejection, type Sink } from './load-fixtures/sink.ts';
+import {
+  freshProgress,
+  withRefused,
+  type Progress,
+  type Rejection,
+  type Sink,
+} from './load-fixtures/sink.ts';
 import type { Payload, Result as Results } from '../queues/index.ts';
 
 type Result = Results<'load-fixtures'>;
@@ -116,11 +122,7 @@ async function load(
         await ctx.control.recordRejections(ctx.job.prefix, ctx.job.id, refused);
         keep(rejected);
         keep(refused);
-        progress = {
-          ...next,
-          loaded: next.loaded - refused.length,
-          rejected: next.rejected + refused.length,
-        };
+        progress = withRefused(next, refused.length);
         await ctx.progress({
           records: progress.records,
           loaded: progress.loaded,

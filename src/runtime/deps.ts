@@ -11,6 +11,7 @@ import { AuditOutbox } from '../control/audit-outbox.ts';
 import { ControlDb } from '../control/control-db.ts';
 import type { Logger } from '../logger.ts';
 import { redactUrl } from '../logger.ts';
+import { deleteKeysUnder } from '../redis.ts';
 import { LocalObjectStore } from '../storage/local.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { createS3Client, S3ObjectStore } from '../storage/s3.ts';
@@ -67,6 +68,15 @@ export function createDeps(env: Env, config: DbfleetConfig, log: Logger): FleetD
     localObjects: new LocalObjectStore(env.DBFLEET_LOCAL_STORAGE_DIR),
     tenants: new TenantDirectory(env, config, control),
   };
+}
+
+/**
+ * Deletes what a finished test or benchmark stored under its prefix: its Redis keys (queues, audit
+ * outbox) and its control-database records (audit events, drain cursor, load rejections).
+ */
+export async function forgetPrefix(deps: FleetDeps): Promise<void> {
+  await deleteKeysUnder(deps.redis, deps.prefix);
+  await deps.control.forgetPrefix(deps.prefix);
 }
 
 export async function closeDeps(deps: FleetDeps): Promise<void> {

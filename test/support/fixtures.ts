@@ -14,8 +14,7 @@ import { createClient, type FleetClient } from '../../src/client/client.ts';
 import { loadEnv, type Env } from '../../src/config/env.ts';
 import { addTenant, dropTenantData } from '../../src/control/provision.ts';
 import { createLogger } from '../../src/logger.ts';
-import { deleteKeysUnder } from '../../src/redis.ts';
-import { closeDeps, createDeps, type FleetDeps } from '../../src/runtime/deps.ts';
+import { closeDeps, createDeps, forgetPrefix, type FleetDeps } from '../../src/runtime/deps.ts';
 import { startWorker, type FleetWorker, type WorkerOptions } from '../../src/runtime/worker.ts';
 import type { TenantPostgres } from '../../src/stores/postgres.ts';
 import { handlers } from '../../workers/index.ts';
@@ -98,8 +97,7 @@ export const test = base.extend<Fixtures>({
     await use(deps);
     // What the test left in Redis and the control database goes with it: a long-lived development
     // Redis otherwise fills with finished jobs (a million keys slowed every later run).
-    await deleteKeysUnder(deps.redis, deps.prefix);
-    await deps.control.forgetPrefix(deps.prefix);
+    await forgetPrefix(deps);
     await closeDeps(deps);
   },
 

@@ -9,7 +9,7 @@ import { MongoBulkWriteError, ObjectId, type Db, type Document } from 'mongodb';
 import { PermanentError } from '../../src/errors.ts';
 import { collectionExists } from '../../src/stores/mongo.ts';
 import type { Checkpoint } from '../../src/runtime/checkpoint.ts';
-import type { Progress, Rejection, Row, Sink } from './sink.ts';
+import { withRefused, type Progress, type Rejection, type Row, type Sink } from './sink.ts';
 
 const DUPLICATE_KEY = 11000;
 
@@ -100,19 +100,16 @@ export function mongoSink(o: MongoSinkOptions): Sink {
 
     async write(next) {
       const rows = batch;
-      const early = refused;
+      const unencodable = refused;
       batch = [];
       refused = [];
       // replace: a fresh start (no checkpoint yet) empties the collection; a resumed one must not.
       if (o.mode === 'replace' && next.batches === 1 && !resumed) await collection.deleteMany({});
-      const written = rows.length === 0 ? [] : o.mode === 'upsert' ? await upsert(rows) : await insert(rows);
-      const rejections = [...early, ...written];
+      const refusedByServer =
+        rows.length === 0 ? [] : o.mode === 'upsert' ? await upsert(rows) : await insert(rows);
+      const rejections = [...unencodable, ...refusedByServer];
       resumed = false;
-      await o.checkpoint.set({
-        ...next,
-        loaded: next.loaded - rejections.length,
-        rejected: next.rejected + rejections.length,
-      });
+      await o.checkpoint.set(withRefused(next, rejections.length));
       return rejections;
     },
 

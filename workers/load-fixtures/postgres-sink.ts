@@ -8,7 +8,7 @@ import { PermanentError } from '../../src/errors.ts';
 import { copyInto, type TenantPostgres } from '../../src/stores/postgres.ts';
 import { quoteIdent } from '../../src/stores/identifiers.ts';
 import { CopyTextBuffer } from '../../src/stores/copy-text.ts';
-import type { Progress, Rejection, Row, Sink } from './sink.ts';
+import { withRefused, type Progress, type Rejection, type Row, type Sink } from './sink.ts';
 
 const CHECKPOINTS = '_dbfleet_load_checkpoints';
 
@@ -117,12 +117,7 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
         } else if (batch.count > 0) {
           await copyInto(client, target, o.columns, batch.text);
         }
-        const stored = {
-          ...next,
-          loaded: next.loaded - batch.refused.length,
-          rejected: next.rejected + batch.refused.length,
-        };
-        await client.query(`${checkpointSql(stored)}; COMMIT`);
+        await client.query(`${checkpointSql(withRefused(next, batch.refused.length))}; COMMIT`);
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
         throw err;

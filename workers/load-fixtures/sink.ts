@@ -20,6 +20,11 @@ export interface Progress {
 
 export const freshProgress: Progress = { records: 0, loaded: 0, rejected: 0, batches: 0, done: false };
 
+/** `next` with `refused` of the rows it counted as loaded moved to rejected (the store refused them). */
+export function withRefused(next: Progress, refused: number): Progress {
+  return { ...next, loaded: next.loaded - refused, rejected: next.rejected + refused };
+}
+
 export interface Sink {
   /** Throws a permanent error if the target does not exist; returns the last committed progress. */
   prepare(): Promise<Progress | undefined>;
