@@ -11,7 +11,7 @@
  *   eval "$(scripts/services.sh env)" && npm run bench -- [--jobs 60000] [--rows 1000000] [--concurrency 50]
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -92,7 +92,11 @@ async function noopThroughput(deps: FleetDeps, tenant: string, i: number) {
 }
 
 async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
-  const ndjson = path.join(dir, 'users.ndjson');
+  // The worker reads only from the tenant's folder: a link to the generated files.
+  const roots = path.join(dir, 'tenants');
+  await mkdir(roots, { recursive: true });
+  await symlink(dir, path.join(roots, tenant));
+  const ndjson = path.join(roots, tenant, 'users.ndjson');
   const csv = path.join(dir, 'users.csv');
   const schema = `t_${tenant}`;
   const url = deps.env.DBFLEET_CONTROL_DATABASE_URL;
@@ -123,7 +127,7 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
     env: {
       ...process.env,
       DBFLEET_PREFIX: deps.prefix,
-      DBFLEET_FILE_ROOTS: dir,
+      DBFLEET_FILE_ROOTS: path.join(roots, '{tenant}'),
       DBFLEET_LOG_LEVEL: 'info',
     },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defaultPolicy, defineJob } from './contract.ts';
 import { store, tenantId } from './fields.ts';
 
-export const payload = z.object({
+export const payload = z.strictObject({
   tenant: tenantId,
   stores: z.array(store).min(1).default(['postgres', 'mongo']),
   destination: z.enum(['s3', 'local']).default('s3'),

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defaultPolicy, defineJob } from './contract.ts';
 import { dryRun, identifier, tenantId } from './fields.ts';
 
-export const payload = z.object({
+export const payload = z.strictObject({
   tenant: tenantId,
   /** Names of retention policies in the config module; all of them when absent. */
   policies: z.array(identifier).min(1).optional(),

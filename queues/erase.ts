@@ -2,10 +2,10 @@ import { z } from 'zod';
 import { defaultPolicy, defineJob } from './contract.ts';
 import { dryRun, tenantId } from './fields.ts';
 
-export const payload = z.object({
+export const payload = z.strictObject({
   tenant: tenantId,
   /** The data subject, as the personal-data map identifies people (the demo app: a user id). */
-  subject: z.object({ id: z.string().min(1).max(200) }),
+  subject: z.strictObject({ id: z.string().min(1).max(200) }),
   dryRun,
 });
 

@@ -1,22 +1,22 @@
 import { z } from 'zod';
 import { defaultPolicy, defineJob } from './contract.ts';
-import { identifier, store, tenantId } from './fields.ts';
+import { identifier, store, targetName, tenantId } from './fields.ts';
 
 const source = z.discriminatedUnion('type', [
   /** A file on the worker's host, inside one of the roots allowed by DBFLEET_FILE_ROOTS. */
-  z.object({ type: z.literal('file'), path: z.string().min(1) }),
-  z.object({
+  z.strictObject({ type: z.literal('file'), path: z.string().min(1) }),
+  z.strictObject({
     type: z.literal('s3'),
     url: z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,62}\/.+/, 'must look like s3://bucket/key'),
   }),
   /** Rows carried in the payload itself: for small fixtures and tests (at most 10,000). */
-  z.object({ type: z.literal('inline'), rows: z.array(z.unknown()).max(10_000) }),
+  z.strictObject({ type: z.literal('inline'), rows: z.array(z.unknown()).max(10_000) }),
 ]);
 
 export const payload = z
-  .object({
+  .strictObject({
     tenant: tenantId,
-    target: z.object({ store, name: identifier }),
+    target: z.strictObject({ store, name: targetName }),
     source,
     /** Inferred from the file extension when absent; inline rows need none. */
     format: z.enum(['ndjson', 'json', 'csv']).optional(),

@@ -5,7 +5,7 @@ import { dryRun, tenantId } from './fields.ts';
 const version = z.string().regex(/^\d{1,18}$/, 'must be a version number');
 
 export const payload = z
-  .object({
+  .strictObject({
     tenant: z.union([tenantId, z.literal('all')]),
     store: z.enum(['postgres', 'mongo', 'both']).default('both'),
     /** Target version; the latest when absent going up. Required going down and for baseline. */

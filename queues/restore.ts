@@ -2,9 +2,13 @@ import { z } from 'zod';
 import { defaultPolicy, defineJob } from './contract.ts';
 import { tenantId } from './fields.ts';
 
-export const payload = z.object({
+export const payload = z.strictObject({
   tenant: tenantId,
-  backupId: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, 'must be a backup id'),
+  /** Letters, digits, `.`, `_` and `-`, starting with a letter or digit: never `..` or a path. */
+  backupId: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be a backup id')
+    .refine((id) => !id.includes('..'), 'must be a backup id, without ".."'),
   /** Restore into another tenant; the backup's own tenant when absent. */
   targetTenant: tenantId.optional(),
   verifyOnly: z.boolean().default(false),

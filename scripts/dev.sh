@@ -9,18 +9,19 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 RUN="$ROOT/.dbfleet"
 SCALE=${DEMO_SCALE:-10000}
-mkdir -p "$RUN/logs" "$RUN/demo"
+DEMO="$RUN/fixtures/demo" # the demo tenant's folder under DBFLEET_FILE_ROOTS
+mkdir -p "$RUN/logs" "$DEMO"
 
 stop() { for p in worker board; do [ -f "$RUN/$p.pid" ] && kill "$(cat "$RUN/$p.pid")" 2>/dev/null; rm -f "$RUN/$p.pid"; done; }
 if [ "${1:-up}" = down ]; then stop; exit 0; fi
 
 [ -x node_modules/.bin/node ] || npm ci --no-audit --no-fund
 eval "$(scripts/services.sh up)"
-export DBFLEET_FILE_ROOTS="$RUN/demo" DBFLEET_LOG_LEVEL=${DBFLEET_LOG_LEVEL:-info}
+export DBFLEET_FILE_ROOTS="$RUN/fixtures/{tenant}" DBFLEET_LOG_LEVEL=${DBFLEET_LOG_LEVEL:-info}
 
 bin/dbfleet tenants add demo
 for d in users:$SCALE playlists:$((SCALE / 2)) sessions:$SCALE listening_events:$((SCALE * 10)); do
-  name=${d%%:*} rows=${d##*:} file="$RUN/demo/$name-$rows.ndjson"
+  name=${d%%:*} rows=${d##*:} file="$DEMO/$name-$rows.ndjson"
   [ -f "$file" ] || bin/dbfleet demo generate --dataset "$name" --scale "$rows" --seed 42 --out "$file"
 done
 
@@ -37,10 +38,10 @@ load() { # store target mode key file
     tr -d '\n' | sed 's/  */ /g'
   echo
 }
-load postgres users upsert id "$RUN/demo/users-$SCALE.ndjson"
-load postgres playlists upsert id "$RUN/demo/playlists-$((SCALE / 2)).ndjson"
-load mongo sessions insert _id "$RUN/demo/sessions-$SCALE.ndjson"
-load mongo listening_events insert _id "$RUN/demo/listening_events-$((SCALE * 10)).ndjson"
+load postgres users upsert id "$DEMO/users-$SCALE.ndjson"
+load postgres playlists upsert id "$DEMO/playlists-$((SCALE / 2)).ndjson"
+load mongo sessions insert _id "$DEMO/sessions-$SCALE.ndjson"
+load mongo listening_events insert _id "$DEMO/listening_events-$((SCALE * 10)).ndjson"
 
 cat <<EOF
 

@@ -101,8 +101,24 @@ const S3_TRANSIENT = new Set([
 ]);
 const S3_PERMANENT = new Set(['NoSuchKey', 'NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'NotFound']);
 
+/** File-system faults that retrying cannot mend (a source that is missing, a folder, unreadable). */
+const FS_PERMANENT_CODES: Record<string, string> = {
+  ENOENT: 'source_not_found',
+  EISDIR: 'source_not_a_file',
+  ENOTDIR: 'source_not_found',
+  EACCES: 'source_not_readable',
+  EPERM: 'source_not_readable',
+};
+
+/** Only file operations: ENOENT from connecting to a Unix socket is a server that is down. */
+const FS_SYSCALLS = new Set(['open', 'read', 'stat', 'lstat', 'realpath', 'scandir', 'opendir', 'access']);
+
 interface DriverErrorShape {
   code?: unknown;
+  codeName?: unknown;
+  constraint?: unknown;
+  column?: unknown;
+  table?: unknown;
   name?: unknown;
   message?: unknown;
   errorLabels?: unknown;
@@ -111,7 +127,12 @@ interface DriverErrorShape {
   severity?: unknown;
 }
 
-/** Decides permanent vs transient for any thrown value. Unknown errors are transient: attempts are bounded. */
+/**
+ * Decides permanent vs transient for any thrown value. Unknown errors are transient: attempts are
+ * bounded. The message is safe to keep in failure reasons, audit rows and logs: where a driver's own
+ * message may quote the data (PostgreSQL data and constraint errors, MongoDB server errors), it is
+ * rebuilt from the error's code and the names of the objects involved, never the values.
+ */
 export function classifyError(error: unknown): Classified {
   if (error instanceof FleetError) return { kind: error.kind, code: error.code, message: error.message };
   if (error instanceof ZodError) {
@@ -123,22 +144,26 @@ export function classifyError(error: unknown): Classified {
   const name = typeof e.name === 'string' ? e.name : '';
 
   if (NODE_TRANSIENT_CODES.has(code)) return { kind: 'transient', code: 'connection', message };
+  const fsCode = FS_PERMANENT_CODES[code];
+  if (fsCode && FS_SYSCALLS.has(String((e as { syscall?: unknown }).syscall)))
+    return { kind: 'permanent', code: fsCode, message };
 
   // pg's DatabaseError: a five-character SQLSTATE code plus a severity.
-  if (typeof e.severity === 'string' && /^[0-9A-Z]{5}$/.test(code)) return classifyPg(code, message);
+  if (typeof e.severity === 'string' && /^[0-9A-Z]{5}$/.test(code)) return classifyPg(code, message, e);
 
   // MongoDB: network and selection errors, and the driver's own retryability labels.
   if (name.startsWith('Mongo')) {
     if (/Network|ServerSelection|Timeout|PoolCleared|NotPrimary/.test(name)) {
       return { kind: 'transient', code: 'connection', message };
     }
+    const safe = mongoMessage(code, e.codeName, message);
     const labels = Array.isArray(e.errorLabels) ? (e.errorLabels as string[]) : [];
     if (labels.includes('RetryableWriteError') || labels.includes('TransientTransactionError')) {
-      return { kind: 'transient', code: 'mongo_retryable', message };
+      return { kind: 'transient', code: 'mongo_retryable', message: safe };
     }
-    if (code === '11000') return { kind: 'permanent', code: 'unique_violation', message };
-    if (code === '26') return { kind: 'permanent', code: 'namespace_not_found', message };
-    return { kind: 'transient', code: 'mongo_error', message };
+    if (code === '11000') return { kind: 'permanent', code: 'unique_violation', message: safe };
+    if (code === '26') return { kind: 'permanent', code: 'namespace_not_found', message: safe };
+    return { kind: 'transient', code: 'mongo_error', message: safe };
   }
 
   // S3 (AWS SDK v3): named errors and HTTP status.
@@ -158,12 +183,14 @@ export function classifyError(error: unknown): Classified {
   return { kind: 'transient', code: 'unknown', message };
 }
 
-function classifyPg(code: string, message: string): Classified {
+function classifyPg(code: string, rawMessage: string, e: DriverErrorShape): Classified {
+  const cls = code.slice(0, 2);
+  // Data exceptions and constraint violations quote the offending value, in the message or its detail.
+  const message = cls === '22' || cls === '23' ? pgDataErrorMessage(code, e) : rawMessage;
   const transient = PG_TRANSIENT_CODES[code];
   if (transient) return { kind: 'transient', code: transient, message };
   const permanent = PG_PERMANENT_CODES[code];
   if (permanent) return { kind: 'permanent', code: permanent, message };
-  const cls = code.slice(0, 2);
   // 08: connection exception; 53: insufficient resources; 58: system error (e.g. I/O).
   if (cls === '08' || cls === '53' || cls === '58') return { kind: 'transient', code: `pg_${code}`, message };
   // 22 data exception, 23 integrity, 42 syntax or access rule, 3F schema, 0A not supported.
@@ -171,4 +198,52 @@ function classifyPg(code: string, message: string): Classified {
     return { kind: 'permanent', code: `pg_${code}`, message };
   }
   return { kind: 'transient', code: `pg_${code}`, message };
+}
+
+/** What PostgreSQL refused, by SQLSTATE and the names of the objects involved; never the value. */
+function pgDataErrorMessage(code: string, e: DriverErrorShape): string {
+  const what =
+    PG_DATA_ERRORS[code] ?? (code.startsWith('23') ? 'integrity constraint violated' : 'invalid data');
+  const names = [
+    typeof e.table === 'string' ? `table ${e.table}` : '',
+    typeof e.column === 'string' ? `column ${e.column}` : '',
+    typeof e.constraint === 'string' ? `constraint ${e.constraint}` : '',
+  ].filter(Boolean);
+  return `PostgreSQL refused the data: ${what} (SQLSTATE ${code}${names.length ? `; ${names.join(', ')}` : ''})`;
+}
+
+const PG_DATA_ERRORS: Record<string, string> = {
+  '22001': 'text too long for the column',
+  '22003': 'number out of range',
+  '22007': 'invalid date/time format',
+  '22008': 'date/time value out of range',
+  '22012': 'division by zero',
+  '22021': 'invalid byte sequence for the encoding',
+  '22P02': "invalid text for the column's type",
+  '22P05': 'character not representable in the encoding',
+  '22023': 'invalid parameter value',
+  '22004': 'null value not allowed',
+  '23502': 'null in a required column',
+  '23503': 'foreign key not found',
+  '23505': 'duplicate key',
+  '23514': 'check constraint failed',
+  '23P01': 'exclusion constraint violated',
+};
+
+/**
+ * A MongoDB server error by its code and code name. Its message quotes values (`dup key: { email:
+ * ... }`); of a duplicate key, only the index name is kept.
+ */
+function mongoMessage(code: string, codeName: unknown, message: string): string {
+  if (!code) return 'MongoDB error';
+  const index = code === '11000' ? /index: ([A-Za-z0-9_.$-]+)/.exec(message)?.[1] : undefined;
+  const label = typeof codeName === 'string' && codeName ? `${codeName}, ` : '';
+  return code === '11000'
+    ? `MongoDB refused a duplicate key${index ? ` (index ${index})` : ''}`
+    : `MongoDB refused the operation (${label}code ${code})`;
+}
+
+/** The message of any thrown value, made safe for logs (see classifyError). */
+export function safeErrorMessage(error: unknown): string {
+  return classifyError(error).message;
 }

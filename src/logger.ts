@@ -3,6 +3,7 @@
  * or an error with a connection string does not leak it.
  */
 import { pino, type Logger } from 'pino';
+import { safeErrorMessage } from './errors.ts';
 
 export type { Logger } from 'pino';
 
@@ -43,9 +44,10 @@ export function createLogger(level: string, destination?: pino.DestinationStream
         },
       },
       serializers: {
+        // Never the driver's own fields (detail, keyValue, errInfo...): they hold values.
         err: (err: Error) => ({
           type: err.name,
-          message: redactUrl(err.message),
+          message: redactUrl(safeErrorMessage(err)),
           code: (err as { code?: unknown }).code,
         }),
       },

@@ -63,7 +63,9 @@ describe('control database migrations', () => {
     const before = await readBack();
     const runBefore = (await scratch.query('SELECT * FROM dbfleet.job_runs')).rows;
 
-    expect(await new ControlDb(scratch).migrate()).toEqual([4]);
+    expect(await new ControlDb(scratch).migrate()).toEqual(
+      controlMigrations.map((m) => m.version).filter((v) => v > 3),
+    );
 
     expect(await readBack()).toEqual(before);
     expect((await scratch.query('SELECT * FROM dbfleet.job_runs')).rows).toEqual(runBefore);
@@ -78,6 +80,30 @@ describe('control database migrations', () => {
     ]);
     const { rows } = await scratch.query<{ n: string }>('SELECT count(*) AS n FROM dbfleet.job_event_log');
     expect(Number(rows[0]!.n)).toBe(2);
+  });
+
+  test('5 keys load rejections by run and gives existing tenants to the deployment that upgrades', async ({
+    scratch,
+  }) => {
+    await migrateTo(scratch, 4);
+    await scratch.query(`INSERT INTO dbfleet.tenants (id) VALUES ('acme'), ('globex')`);
+    await scratch.query(
+      `INSERT INTO dbfleet.load_rejections (prefix, job_id, line, reason) VALUES ('p', '7', 3, 'email: Invalid email address')`,
+    );
+
+    await new ControlDb(scratch, 'blue').migrate();
+
+    const blue = new ControlDb(scratch, 'blue');
+    const green = new ControlDb(scratch, 'green');
+    expect((await blue.listTenants()).map((t) => t.id)).toEqual(['acme', 'globex']);
+    expect(await green.listTenants()).toEqual([]);
+    expect(await green.tenantExists('acme')).toBe(false);
+    // The same id in another deployment is a tenant of its own.
+    expect(await green.addTenant('acme')).toBe(true);
+    expect(await green.forgetTenant('acme')).toBe(true);
+    expect(await blue.tenantExists('acme')).toBe(true);
+    // Rows from before are read under the run key their load used then.
+    expect(await blue.rejections('p:7')).toEqual([{ line: 3, reason: 'email: Invalid email address' }]);
   });
 
   test('a fresh database gets every version once, however many processes start together', async ({

@@ -10,8 +10,8 @@ const MILLION = 1_000_000;
 test(
   '1M users (1% bad) into PostgreSQL: the good rows land and each bad one is reported',
   { timeout: 600_000 },
-  async ({ client, tenant, startWorker, tmp, deps }) => {
-    const file = path.join(tmp, 'users.ndjson');
+  async ({ client, tenant, startWorker, files, deps }) => {
+    const file = path.join(files, 'users.ndjson');
     await generateFile(file, { dataset: 'users', seed: 7, scale: MILLION, badRate: 0.01 });
     startWorker({ concurrency: 1 });
     const job = await client.enqueue('load-fixtures', fileLoad(tenant.id, 'postgres', 'users', file));
@@ -20,7 +20,7 @@ test(
     const count = await countRows(tenant, 'users');
     expect(count).toBe(990_000);
     // Every 100th line is bad: alternately a missing and a malformed email.
-    const rejections = await deps.control.rejections(deps.prefix, job.id, 20_000);
+    const rejections = await deps.control.rejections(job.runId, 20_000);
     expect(rejections).toHaveLength(10_000);
     expect(rejections.every((r, i) => r.line === (i + 1) * 100)).toBe(true);
     expect(rejections[0]!.reason).toMatch(/^email: Invalid email/);
@@ -31,8 +31,8 @@ test(
 test(
   '1M listening events into MongoDB: exact count',
   { timeout: 900_000 },
-  async ({ client, tenant, startWorker, tmp }) => {
-    const file = path.join(tmp, 'events.ndjson');
+  async ({ client, tenant, startWorker, files }) => {
+    const file = path.join(files, 'events.ndjson');
     await generateFile(file, { dataset: 'listening_events', seed: 7, scale: MILLION });
     startWorker({ concurrency: 1 });
     const job = await client.enqueue('load-fixtures', fileLoad(tenant.id, 'mongo', 'listening_events', file));

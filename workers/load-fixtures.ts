@@ -42,7 +42,6 @@ function withSink<T>(
   schema: z.ZodObject | undefined,
   load: (sink: Sink) => Promise<T>,
 ): Promise<T> {
-  const loadKey = `${ctx.job.prefix}:${ctx.job.id}`;
   if (p.target.store === 'postgres') {
     const columns = Object.keys(schema!.shape);
     const missingKey = p.key?.find((k) => !columns.includes(k));
@@ -61,7 +60,7 @@ function withSink<T>(
           columns,
           mode: p.mode,
           key: p.key,
-          loadKey,
+          loadKey: ctx.job.runId,
         }),
       ),
     );
@@ -72,7 +71,7 @@ function withSink<T>(
       collection: p.target.name,
       mode: p.mode,
       key: p.key,
-      loadKey,
+      runId: ctx.job.runId,
       checkpoint: ctx.checkpoint,
     }),
   );
@@ -91,9 +90,11 @@ async function load(
   sink: Sink,
   started: number,
 ): Promise<Result> {
+  const run = { prefix: ctx.job.prefix, jobId: ctx.job.id, runId: ctx.job.runId };
   const saved = await sink.prepare();
   let progress: Progress = saved ?? freshProgress;
   const resumedFrom = progress.records;
+  const readBefore = progress.loaded + progress.rejected;
   const samples: Rejection[] = [];
   if (saved?.done) {
     ctx.log.info({ records: progress.records }, 'load already finished by an earlier delivery');
@@ -108,7 +109,7 @@ async function load(
     const flush = async (rows: number, rejected: Rejection[], lastRecord: number) => {
       await inFlight; // writes stay in order: checkpoints only ever move forward
       ctx.throwIfInterrupted();
-      await ctx.control.recordRejections(ctx.job.prefix, ctx.job.id, rejected);
+      await ctx.control.recordRejections(run, rejected);
       const next: Progress = {
         records: lastRecord,
         loaded: progress.loaded + rows,
@@ -119,7 +120,7 @@ async function load(
       const written = sink.write(next); // takes the batch now; rows added from here on are the next one
       inFlight = (async () => {
         const refused = await written;
-        await ctx.control.recordRejections(ctx.job.prefix, ctx.job.id, refused);
+        await ctx.control.recordRejections(run, refused);
         keep(rejected);
         keep(refused);
         progress = withRefused(next, refused.length);
@@ -137,7 +138,7 @@ async function load(
     let rejected: Rejection[] = [];
     let lastRecord = progress.records;
     let sinceYield = 0;
-    const source = await openRecords(p.source, p.format, { s3: ctx.s3, fileRoots: ctx.fileRoots });
+    const source = await openRecords(p.source, p.format, { s3: ctx.s3, scope: ctx.sources });
     for await (const chunk of source) {
       for (const record of chunk) {
         if (record.line <= resumedFrom) continue; // committed by an earlier attempt
@@ -176,21 +177,20 @@ async function load(
   }
 
   if (samples.length < SAMPLE_REJECTIONS && progress.rejected > samples.length) {
-    samples.splice(
-      0,
-      samples.length,
-      ...(await ctx.control.rejections(ctx.job.prefix, ctx.job.id, SAMPLE_REJECTIONS)),
-    );
+    samples.splice(0, samples.length, ...(await ctx.control.rejections(ctx.job.runId, SAMPLE_REJECTIONS)));
   }
   const seconds = (performance.now() - started) / 1000;
+  // Every record read was either loaded or rejected; `records` is the last record's number, which
+  // counts a CSV header and blank lines too.
+  const read = progress.loaded + progress.rejected;
   const result = {
-    read: progress.records,
+    read,
     loaded: progress.loaded,
     rejected: progress.rejected,
     sampleRejections: samples,
     batches: progress.batches,
     resumedFrom,
-    rowsPerSecond: Math.round((progress.records - resumedFrom) / Math.max(seconds, 0.001)),
+    rowsPerSecond: Math.round((read - readBefore) / Math.max(seconds, 0.001)),
   };
   ctx.log.info({ ...result, sampleRejections: undefined }, 'load finished');
   return result;

@@ -10,9 +10,11 @@
  */
 import { Queue, QueueEvents, type Job, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
+import { z } from 'zod';
+import { ValidationError, zodIssues } from '../errors.ts';
 import { catalog, type JobName, type PayloadInput, type Result } from '../../queues/index.ts';
 import { sameServer } from '../redis.ts';
-import { buildJob, jobIdForKey } from '../jobs/envelope.ts';
+import { buildJob, jobIdForKey, runIdOf, type JobEnvelope } from '../jobs/envelope.ts';
 
 export interface EnqueueOptions {
   /** The same key (per job type) gives the same job while that job is retained. */
@@ -31,7 +33,14 @@ export interface ClientOptions {
 }
 
 export interface EnqueuedJob<N extends JobName> {
+  /** BullMQ's job id: what the board, the CLI and the audit log show. */
   readonly id: string;
+  /**
+   * The run's identity, unique for all time (the job id repeats): what checkpoints and records such
+   * as `dbfleet.load_rejections` are keyed by. For an idempotency key that found its job already
+   * queued, that job's run.
+   */
+  readonly runId: string;
   readonly type: N;
   /** Resolves with the handler's result; rejects with the failure reason once retries are exhausted. */
   waitForResult(options?: { timeoutMs?: number }): Promise<Result<N>>;
@@ -51,6 +60,35 @@ export interface FleetClient {
   ): Promise<EnqueuedJob<N>[]>;
   queue(type: JobName): Queue;
   close(): Promise<void>;
+}
+
+/** BullMQ's own bound on priorities. */
+const MAX_PRIORITY = 2_097_152;
+const YEAR_MS = 365 * 24 * 3600_000;
+
+/** Enqueue options are input too: an unknown or out-of-range option is refused, not ignored. */
+const enqueueOptions = z.strictObject({
+  idempotencyKey: z.string().min(1).max(512).optional(),
+  priority: z.number().int().min(1).max(MAX_PRIORITY).optional(),
+  delayMs: z.number().int().min(0).max(YEAR_MS).optional(),
+  requestedBy: z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[^\p{Cc}]*$/u, 'must not contain control characters')
+    .optional(),
+});
+
+/** Validates enqueue options; throws a ValidationError naming each bad or unknown option. */
+export function checkEnqueueOptions(options: unknown): EnqueueOptions {
+  // Absent values (`--priority` not given on the CLI) are the same as absent options.
+  const present =
+    options && typeof options === 'object'
+      ? Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined))
+      : options;
+  const parsed = enqueueOptions.safeParse(present ?? {});
+  if (!parsed.success) throw new ValidationError('enqueue options', zodIssues(parsed.error));
+  return parsed.data;
 }
 
 export function jobOptions(type: JobName, options: EnqueueOptions = {}): JobsOptions {
@@ -108,8 +146,16 @@ export function createClient(options: ClientOptions): FleetClient {
     return e;
   };
 
-  const wrap = <N extends JobName>(type: N, job: Job): EnqueuedJob<N> => ({
+  /**
+   * The job as Redis holds it. An idempotency key that found its job already there gets BullMQ's
+   * handle built from the data just sent, not the stored job's (whose run it is).
+   */
+  const stored = async (type: JobName, job: Job<JobEnvelope>): Promise<Job<JobEnvelope>> =>
+    ((await queue(type).getJob(job.id!)) as Job<JobEnvelope> | undefined) ?? job;
+
+  const wrap = <N extends JobName>(type: N, job: Job<JobEnvelope>): EnqueuedJob<N> => ({
     id: job.id!,
+    runId: runIdOf(job.data, prefix, job.id!),
     type,
     async waitForResult({ timeoutMs } = {}) {
       return (await job.waitUntilFinished(await queueEvents(type), timeoutMs)) as Result<N>;
@@ -126,17 +172,21 @@ export function createClient(options: ClientOptions): FleetClient {
 
   return {
     async enqueue(type, payload, opts) {
-      const { name, data } = buildJob(type, payload, opts?.requestedBy); // throws before touching Redis
-      const job = await queue(type).add(name, data, jobOptions(type, opts));
-      return wrap(type, job);
+      // Both throw before anything touches Redis.
+      const options = checkEnqueueOptions(opts);
+      const { name, data } = buildJob(type, payload, options.requestedBy);
+      const job = await queue(type).add(name, data, jobOptions(type, options));
+      return wrap(type, options.idempotencyKey ? await stored(type, job) : job);
     },
     async enqueueBulk(type, items) {
-      const prepared = items.map((i) => ({
-        ...buildJob(type, i.payload, i.options?.requestedBy),
-        opts: jobOptions(type, i.options),
-      }));
+      const prepared = items.map((i) => {
+        const options = checkEnqueueOptions(i.options);
+        return { ...buildJob(type, i.payload, options.requestedBy), opts: jobOptions(type, options) };
+      });
       const jobs = await queue(type).addBulk(prepared);
-      return jobs.map((j) => wrap(type, j));
+      return Promise.all(
+        jobs.map(async (j, i) => wrap(type, items[i]!.options?.idempotencyKey ? await stored(type, j) : j)),
+      );
     },
     queue,
     async close() {

@@ -2,7 +2,9 @@
  * 12-factor settings, read from the environment once at start and validated together, so a
  * misconfigured process fails with one message naming every missing or invalid variable.
  */
+import path from 'node:path';
 import { z } from 'zod';
+import { templateProblem } from '../storage/tenant-scope.ts';
 
 const url = (protocols: string[]) =>
   z.string().refine((v) => URL.canParse(v) && protocols.includes(new URL(v).protocol), {
@@ -17,6 +19,17 @@ const list = z.string().transform((v) =>
     .filter(Boolean),
 );
 
+/** Comma-separated templates, each with `{tenant}` as a whole segment (see tenant-scope.ts). */
+const templates = (kind: 'folder' | 's3') =>
+  list
+    .transform((items) => (kind === 'folder' ? items.map((i) => path.resolve(i)) : items))
+    .superRefine((items, ctx) => {
+      for (const item of items) {
+        const problem = templateProblem(item, kind);
+        if (problem) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(item)} ${problem}` });
+      }
+    });
+
 const schema = z.object({
   DBFLEET_REDIS_URL: url(['redis:', 'rediss:']),
   DBFLEET_CONTROL_DATABASE_URL: url(['postgres:', 'postgresql:']),
@@ -27,8 +40,10 @@ const schema = z.object({
   DBFLEET_S3_BUCKET: z.string().min(3).default('dbfleet'),
   AWS_REGION: z.string().default('us-east-1'),
   DBFLEET_LOCAL_STORAGE_DIR: z.string().default('.dbfleet/storage'),
-  /** Folders a load-fixtures file source may read from (comma-separated). */
-  DBFLEET_FILE_ROOTS: list.optional(),
+  /** Folders a tenant's file sources may be read from, templated: `/srv/fixtures/{tenant}`. */
+  DBFLEET_FILE_ROOTS: templates('folder').optional(),
+  /** S3 prefixes a tenant's sources may be read from, templated; default s3://<bucket>/tenants/{tenant}/. */
+  DBFLEET_S3_SOURCES: templates('s3').optional(),
   DBFLEET_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be [A-Za-z0-9_-], 1-64 characters')

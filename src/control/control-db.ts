@@ -24,9 +24,12 @@ const MIGRATION_LOCK = 7_310_422_001;
 
 export class ControlDb {
   readonly pool: pg.Pool;
+  /** The deployment (DBFLEET_PREFIX) whose tenants this instance sees. */
+  readonly prefix: string;
 
-  constructor(pool: pg.Pool) {
+  constructor(pool: pg.Pool, prefix = 'dbfleet') {
     this.pool = pool;
+    this.prefix = prefix;
   }
 
   /** Brings the control schema to the latest version; safe to call from every process at start. */
@@ -45,6 +48,8 @@ export class ControlDb {
         for (const m of controlMigrations) {
           if (applied.has(m.version)) continue;
           await inTransaction(client, async () => {
+            // Migrations that assign existing rows to a deployment read it from here.
+            await client.query(`SELECT set_config('dbfleet.prefix', $1, true)`, [this.prefix]);
             await client.query(m.sql);
             await client.query('INSERT INTO dbfleet.schema_history (version, name) VALUES ($1, $2)', [
               m.version,
@@ -62,23 +67,37 @@ export class ControlDb {
 
   async addTenant(id: string): Promise<boolean> {
     const { rowCount } = await this.pool.query(
-      'INSERT INTO dbfleet.tenants (id) VALUES ($1) ON CONFLICT DO NOTHING',
-      [id],
+      'INSERT INTO dbfleet.tenants (prefix, id) VALUES ($1, $2) ON CONFLICT DO NOTHING',
+      [this.prefix, id],
     );
     return rowCount === 1;
   }
 
+  /** This deployment's tenants. */
   async listTenants(): Promise<{ id: string; created_at: Date; status: string }[]> {
-    return (await this.pool.query('SELECT id, created_at, status FROM dbfleet.tenants ORDER BY id')).rows;
+    return (
+      await this.pool.query(
+        'SELECT id, created_at, status FROM dbfleet.tenants WHERE prefix = $1 ORDER BY id',
+        [this.prefix],
+      )
+    ).rows;
   }
 
-  /** Deletes a tenant's registration (a finished test's or benchmark's; its data goes with dropTenantData). */
-  async forgetTenant(id: string): Promise<void> {
-    await this.pool.query('DELETE FROM dbfleet.tenants WHERE id = $1', [id]);
+  /** Deletes a tenant's registration (its data goes with dropTenantData); true if it was registered. */
+  async forgetTenant(id: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query('DELETE FROM dbfleet.tenants WHERE prefix = $1 AND id = $2', [
+      this.prefix,
+      id,
+    ]);
+    return rowCount === 1;
   }
 
   async tenantExists(id: string): Promise<boolean> {
-    return (await this.pool.query('SELECT 1 FROM dbfleet.tenants WHERE id = $1', [id])).rowCount === 1;
+    const { rowCount } = await this.pool.query(
+      'SELECT 1 FROM dbfleet.tenants WHERE prefix = $1 AND id = $2',
+      [this.prefix, id],
+    );
+    return rowCount === 1;
   }
 
   async jobRun(prefix: string, queue: string, jobId: string): Promise<JobRunRow | undefined> {
@@ -89,24 +108,24 @@ export class ControlDb {
     return rows[0];
   }
 
-  /** Idempotent: a retried batch records the same (job, line) pairs again without duplicates. */
+  /** Idempotent: a retried batch records the same (run, line) pairs again without duplicates. */
   async recordRejections(
-    prefix: string,
-    jobId: string,
+    run: { prefix: string; jobId: string; runId: string },
     rejections: { line: number; reason: string }[],
   ): Promise<void> {
     if (rejections.length === 0) return;
     await this.pool.query(
-      `INSERT INTO dbfleet.load_rejections (prefix, job_id, line, reason)
-       SELECT $1, $2, * FROM unnest($3::bigint[], $4::text[]) ON CONFLICT DO NOTHING`,
-      [prefix, jobId, rejections.map((r) => r.line), rejections.map((r) => r.reason)],
+      `INSERT INTO dbfleet.load_rejections (prefix, job_id, run_id, line, reason)
+       SELECT $1, $2, $3, * FROM unnest($4::bigint[], $5::text[]) ON CONFLICT DO NOTHING`,
+      [run.prefix, run.jobId, run.runId, rejections.map((r) => r.line), rejections.map((r) => r.reason)],
     );
   }
 
-  async rejections(prefix: string, jobId: string, limit = 1000): Promise<{ line: number; reason: string }[]> {
+  /** A run's rejections, by line. */
+  async rejections(runId: string, limit = 1000): Promise<{ line: number; reason: string }[]> {
     const { rows } = await this.pool.query<{ line: string; reason: string }>(
-      'SELECT line, reason FROM dbfleet.load_rejections WHERE prefix = $1 AND job_id = $2 ORDER BY line LIMIT $3',
-      [prefix, jobId, limit],
+      'SELECT line, reason FROM dbfleet.load_rejections WHERE run_id = $1 ORDER BY line LIMIT $2',
+      [runId, limit],
     );
     return rows.map((r) => ({ line: Number(r.line), reason: r.reason }));
   }

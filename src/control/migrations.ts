@@ -195,4 +195,32 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
       ORDER BY e.prefix, e.queue, e.job_id, e.id DESC;
     `,
   },
+  {
+    version: 5,
+    name: 'load rejections keyed by run; tenants registered per deployment (prefix)',
+    // Job ids repeat (they restart when Redis loses its data; an idempotency key names a new job once
+    // the old one is removed), so a load's rejections are keyed by its run id, unique for all time.
+    // Rows from before were written under the key their run used then, prefix:job id.
+    //
+    // Deployments that share a control database (different DBFLEET_PREFIX) each have their own
+    // tenants: one's `migrate --all` must not reach another's. Tenants registered before belonged to
+    // no deployment; the deployment that applies this migration (dbfleet.prefix, set by
+    // ControlDb.migrate) claims them.
+    sql: `
+      ALTER TABLE dbfleet.load_rejections ADD COLUMN run_id text;
+      UPDATE dbfleet.load_rejections SET run_id = prefix || ':' || job_id;
+      ALTER TABLE dbfleet.load_rejections
+        ALTER COLUMN run_id SET NOT NULL,
+        DROP CONSTRAINT load_rejections_pkey,
+        ADD PRIMARY KEY (run_id, line);
+      CREATE INDEX load_rejections_prefix ON dbfleet.load_rejections (prefix, job_id);
+
+      ALTER TABLE dbfleet.tenants ADD COLUMN prefix text;
+      UPDATE dbfleet.tenants SET prefix = coalesce(current_setting('dbfleet.prefix', true), 'dbfleet');
+      ALTER TABLE dbfleet.tenants
+        ALTER COLUMN prefix SET NOT NULL,
+        DROP CONSTRAINT tenants_pkey,
+        ADD PRIMARY KEY (prefix, id);
+    `,
+  },
 ];

@@ -2,13 +2,20 @@
  * What a BullMQ job carries: the validated payload plus who asked. Versioned so that workers can read
  * jobs queued by older producers (fields are only ever added, optional).
  */
-import { createHash, hash } from 'node:crypto';
+import { createHash, hash, randomUUID } from 'node:crypto';
 import { catalog, type JobName, type Payload } from '../../queues/index.ts';
 import { ValidationError, zodIssues } from '../errors.ts';
 
 export interface JobEnvelope<P = unknown> {
   v: 1;
   payload: P;
+  /**
+   * This run's identity, unique for all time (a UUID minted at enqueue): checkpoints, derived MongoDB
+   * ids and load rejections are keyed by it, never by the BullMQ job id, which repeats (ids restart
+   * when Redis loses its data; an idempotency key names a new job once the old one is removed).
+   * Absent in jobs queued by older producers: see runIdOf.
+   */
+  runId?: string;
   requestedBy?: string;
   /**
    * The validated payload's digest for the audit log, computed once by the producer rather than on
@@ -19,8 +26,23 @@ export interface JobEnvelope<P = unknown> {
   fannedOut?: boolean;
 }
 
-/** Validates a payload against its contract; throws a ValidationError naming every bad field. */
+/** Nesting deeper than this is refused before anything walks the payload recursively. */
+export const MAX_PAYLOAD_DEPTH = 64;
+/** A payload's canonical JSON may be at most this long (inline fixture rows are for small sets). */
+export const MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
+
+const RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Validates a payload against its contract; throws a ValidationError naming every bad field, and
+ * every field the contract does not know (a misspelt `dryrun` must not run for real).
+ */
 export function parsePayload<N extends JobName>(name: N, input: unknown): Payload<N> {
+  const depth = depthBeyond(input, MAX_PAYLOAD_DEPTH);
+  if (depth)
+    throw new ValidationError(`${name} payload`, [
+      `${depth}: nested deeper than ${MAX_PAYLOAD_DEPTH} levels`,
+    ]);
   const parsed = catalog[name].payload.safeParse(input);
   if (!parsed.success) throw new ValidationError(`${name} payload`, zodIssues(parsed.error));
   return parsed.data as Payload<N>;
@@ -36,10 +58,57 @@ export function buildJob<N extends JobName>(
   requestedBy?: string,
 ): { name: string; data: JobEnvelope } {
   const payload = parsePayload(type, input);
+  const json = canonicalJson(payload);
+  if (json.length > MAX_PAYLOAD_BYTES)
+    throw new ValidationError(`${type} payload`, [
+      `(root): ${json.length} characters of JSON, more than the ${MAX_PAYLOAD_BYTES} allowed (load large sets from a file or S3)`,
+    ]);
   return {
     name: `${type}@${tenantOf(payload)}`,
-    data: { v: 1, payload, digest: payloadDigest(payload), ...(requestedBy ? { requestedBy } : {}) },
+    data: {
+      v: 1,
+      payload,
+      runId: randomUUID(),
+      digest: 'sha256:' + hash('sha256', json),
+      ...(requestedBy ? { requestedBy } : {}),
+    },
   };
+}
+
+/**
+ * The run identity of a job: the one minted at enqueue, or for a job queued by an older producer the
+ * key its checkpoints were written under then (`prefix:jobId`), so that it still resumes.
+ */
+export function runIdOf(data: JobEnvelope | undefined, prefix: string, jobId: string): string {
+  const runId = data?.runId;
+  if (runId === undefined) return legacyRunId(prefix, jobId);
+  if (typeof runId !== 'string' || !RUN_ID.test(runId))
+    throw new ValidationError('job envelope', ['runId: must be a UUID']);
+  return runId;
+}
+
+export function legacyRunId(prefix: string, jobId: string): string {
+  return `${prefix}:${jobId}`;
+}
+
+export function isLegacyRunId(runId: string): boolean {
+  return !RUN_ID.test(runId);
+}
+
+/**
+ * The dotted path of the first value nested deeper than `limit`, or undefined. Iterative, so that a
+ * hostile payload meets a ValidationError here rather than a RangeError in a recursive walk later.
+ */
+export function depthBeyond(value: unknown, limit: number): string | undefined {
+  const stack: { value: unknown; depth: number; path: string }[] = [{ value, depth: 0, path: '' }];
+  while (stack.length > 0) {
+    const top = stack.pop()!;
+    if (top.value === null || typeof top.value !== 'object') continue;
+    if (top.depth >= limit) return top.path || '(root)';
+    for (const [key, child] of Object.entries(top.value))
+      stack.push({ value: child, depth: top.depth + 1, path: top.path ? `${top.path}.${key}` : key });
+  }
+  return undefined;
 }
 
 export function tenantOf(payload: unknown): string {

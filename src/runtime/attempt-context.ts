@@ -11,20 +11,24 @@ import type { JobEnvelope } from '../jobs/envelope.ts';
 import type { Logger } from '../logger.ts';
 import { tenantPostgres, type TenantPostgres } from '../stores/postgres.ts';
 import type { TenantLocation } from '../tenants.ts';
-import { redisCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { checkpointKey, redisCheckpoint, type Checkpoint } from './checkpoint.ts';
 import type { JobContext } from './context.ts';
 import type { FleetDeps } from './deps.ts';
 import { fanOutFor, type FanOut } from './fan-out.ts';
 import type { RunningJob } from './in-flight.ts';
+import { scopeFor, type SourceTemplates, type TenantScope } from '../storage/tenant-scope.ts';
 
 export class AttemptContext implements JobContext {
   readonly tenant: string;
-  readonly fileRoots: readonly string[];
   readonly deps: FleetDeps;
+  /** Set by the runtime once the envelope has been checked, before the handler runs. */
+  runId = '';
   readonly #type: JobName;
   readonly #bullJob: Job<JobEnvelope>;
   readonly #token: string | undefined;
   readonly #running: RunningJob;
+  readonly #sourceTemplates: SourceTemplates;
+  #sources: TenantScope | undefined;
   #log: Logger | undefined;
   #location: TenantLocation | undefined;
   #postgres: TenantPostgres | undefined;
@@ -39,14 +43,14 @@ export class AttemptContext implements JobContext {
     bullJob: Job<JobEnvelope>,
     token: string | undefined,
     running: RunningJob,
-    fileRoots: readonly string[],
+    sources: SourceTemplates,
   ) {
     this.deps = deps;
     this.#type = type;
     this.#bullJob = bullJob;
     this.#token = token;
     this.#running = running;
-    this.fileRoots = fileRoots;
+    this.#sourceTemplates = sources;
     this.tenant = tenant;
   }
 
@@ -54,6 +58,7 @@ export class AttemptContext implements JobContext {
     const bullJob = this.#bullJob;
     return (this.#job ??= {
       id: bullJob.id!,
+      runId: this.runId,
       queue: this.#type,
       attempt: bullJob.attemptsMade + 1,
       prefix: this.deps.prefix,
@@ -68,6 +73,11 @@ export class AttemptContext implements JobContext {
       tenant: this.tenant,
       attempt: this.job.attempt,
     }));
+  }
+
+  get sources(): TenantScope {
+    this.#scoped();
+    return (this.#sources ??= scopeFor(this.#sourceTemplates, this.tenant));
   }
 
   get signal(): AbortSignal {
@@ -115,8 +125,8 @@ export class AttemptContext implements JobContext {
   get checkpoint(): Checkpoint {
     return (this.#checkpoint ??= redisCheckpoint(
       this.deps.redis,
-      `${this.deps.prefix}:${this.#type}:${this.job.id}:checkpoint`,
-      catalog[this.#type].policy.keepFailed.ageSeconds,
+      checkpointKey(this.deps.prefix, this.#type, this.job.id, this.runId),
+      catalog[this.#type].policy,
     ));
   }
 

@@ -9,9 +9,14 @@ import type { Checkpoint } from './checkpoint.ts';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { FanOut } from './fan-out.ts';
 import type { FleetDeps } from './deps.ts';
+import type { TenantScope } from '../storage/tenant-scope.ts';
 
 export interface JobContext {
-  job: { id: string; queue: string; attempt: number; prefix: string };
+  /**
+   * `id` is BullMQ's, for logs and links only: it repeats over time. Key anything durable (checkpoints,
+   * derived ids, records) by `runId`, unique for all time.
+   */
+  job: { id: string; runId: string; queue: string; attempt: number; prefix: string };
   tenant: string;
   /** pino child logger tagged with queue, job, tenant and attempt. */
   log: Logger;
@@ -25,8 +30,8 @@ export interface JobContext {
   localObjects: ObjectStore;
   s3: S3Client;
   config: DbfleetConfig;
-  /** Folders file sources may be read from. */
-  fileRoots: readonly string[];
+  /** The folders and S3 prefixes this tenant's sources may be read from, and nothing else. */
+  sources: TenantScope;
   control: ControlDb;
   progress(value: number | object): Promise<void>;
   checkpoint: Checkpoint;

@@ -49,7 +49,7 @@ export function createDeps(env: Env, config: DbfleetConfig, log: Logger): FleetD
   );
   const controlPool = new pg.Pool({ connectionString: env.DBFLEET_CONTROL_DATABASE_URL, max: 5 });
   controlPool.on('error', (err) => log.warn({ err }, 'idle control-database client failed'));
-  const control = new ControlDb(controlPool);
+  const control = new ControlDb(controlPool, env.DBFLEET_PREFIX);
   const s3 = createS3Client({ endpoint: env.DBFLEET_S3_ENDPOINT, region: env.AWS_REGION });
   return {
     env,

@@ -5,18 +5,26 @@
 import { UnrecoverableError, WaitingChildrenError, WaitingError, type Job } from 'bullmq';
 import { catalog, type JobName } from '../../queues/index.ts';
 import { classifyError, TransientError } from '../errors.ts';
-import { parsePayload, payloadDigest, redactPaths, tenantOf, type JobEnvelope } from '../jobs/envelope.ts';
+import {
+  parsePayload,
+  payloadDigest,
+  redactPaths,
+  runIdOf,
+  tenantOf,
+  type JobEnvelope,
+} from '../jobs/envelope.ts';
 import type { AuditEvent } from '../control/audit-outbox.ts';
 import type { FleetMetrics } from '../metrics.ts';
 import { AttemptContext } from './attempt-context.ts';
 import type { FleetDeps } from './deps.ts';
 import type { AnyHandler } from './handler.ts';
 import type { InFlight } from './in-flight.ts';
+import type { SourceTemplates } from '../storage/tenant-scope.ts';
 
 export interface ProcessOptions {
   deps: FleetDeps;
   metrics: FleetMetrics;
-  fileRoots: readonly string[];
+  sources: SourceTemplates;
   /** Aborted when the worker shuts down: handlers stop at a checkpoint and the job is handed back. */
   shutdown: AbortSignal;
   /** Fires timeouts and shutdown aborts for this process's running jobs; started with their audit event. */
@@ -43,7 +51,8 @@ export async function processJob(
     jobId: job.id!,
     tenant,
     requestedBy: job.data?.requestedBy,
-    payloadDigest: job.data?.digest ?? payloadDigest(job.data?.payload ?? null),
+    // Jobs from older producers carry no digest: computed below, once the payload has passed.
+    payloadDigest: job.data?.digest ?? '',
     status: 'active',
     at: 0,
     attempt,
@@ -60,9 +69,11 @@ export async function processJob(
   // second (see longRunningAudit).
   const running = opts.inFlight.start(type, tenant, contract.policy.timeoutMs, event);
   if (opts.shutdown.aborted) running.abort(opts.shutdown.reason);
-  const ctx = new AttemptContext(deps, type, tenant, job, token, running, opts.fileRoots);
+  const ctx = new AttemptContext(deps, type, tenant, job, token, running, opts.sources);
   try {
     const payload = parsePayload(type, job.data?.payload);
+    if (!event.payloadDigest) event.payloadDigest = payloadDigest(payload);
+    ctx.runId = runIdOf(job.data, deps.prefix, job.id!);
     // The cached answer without an await: most jobs are for tenants this worker has seen.
     if (tenant !== 'all' && !deps.tenants.isKnown(tenant)) await deps.tenants.assertKnown(tenant);
     if (deps.log.isLevelEnabled('info')) ctx.log.info('job started');

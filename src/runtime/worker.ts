@@ -12,6 +12,7 @@ import { createFleetMetrics, type FleetMetrics } from '../metrics.ts';
 import type { FleetDeps } from './deps.ts';
 import type { AnyHandler } from './handler.ts';
 import { InFlight } from './in-flight.ts';
+import { sourceTemplates, type SourceTemplates } from '../storage/tenant-scope.ts';
 import { longRunningAudit, processJob } from './process-job.ts';
 
 const FINAL_DRAIN_MS = 5_000;
@@ -24,7 +25,8 @@ export interface WorkerOptions {
   queues?: string[] | undefined;
   /** Jobs in flight per queue in this process. */
   concurrency?: number;
-  fileRoots?: readonly string[];
+  /** Where tenants' sources may be read from; the environment's templates when absent. */
+  sources?: SourceTemplates;
   metrics?: FleetMetrics;
 }
 
@@ -60,14 +62,14 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
   const drainRedis = deps.redis.duplicate();
   const auditDrain = new AuditDrain(drainRedis, deps.control.pool, deps.prefix, deps.log);
   auditDrain.start();
-  const fileRoots = options.fileRoots ?? deps.env.DBFLEET_FILE_ROOTS ?? [process.cwd()];
+  const sources = options.sources ?? sourceTemplates(deps.env);
   const workers = queues.map((type) => {
     const handler = options.handlers[type]!;
     const worker = new Worker<JobEnvelope>(
       type,
       (job: Job<JobEnvelope>, token?: string) =>
         processJob(
-          { deps, metrics, fileRoots, shutdown: shutdown.signal, inFlight },
+          { deps, metrics, sources, shutdown: shutdown.signal, inFlight },
           type,
           handler,
           job,

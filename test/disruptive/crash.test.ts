@@ -24,9 +24,9 @@ const loaded = (job: Job | undefined) => (job?.progress as { records?: number } 
 test(
   'kill -9 mid-load: a second worker resumes from the checkpoint; exact count, no duplicates',
   { timeout: 600_000 },
-  async ({ client, tenant, tmp, spawnWorker }) => {
+  async ({ client, tenant, files, spawnWorker }) => {
     await dropUniqueness(tenant);
-    const file = path.join(tmp, 'users.ndjson');
+    const file = path.join(files, 'users.ndjson');
     await generateFile(file, { dataset: 'users', seed: 3, scale: ROWS });
     const first = await spawnWorker({ env: FAST_TAKEOVER });
     const job = await client.enqueue('load-fixtures', fileLoad(tenant.id, 'postgres', 'users', file));
@@ -55,8 +55,8 @@ test(
 test(
   'SIGTERM during a job: the worker exits within its bound and the job is not lost',
   { timeout: 300_000 },
-  async ({ client, tenant, tmp, spawnWorker }) => {
-    const file = path.join(tmp, 'users.ndjson');
+  async ({ client, tenant, files, spawnWorker }) => {
+    const file = path.join(files, 'users.ndjson');
     await generateFile(file, { dataset: 'users', seed: 4, scale: 300_000 });
     const graceMs = 5_000;
     const first = await spawnWorker({ env: { DBFLEET_SHUTDOWN_GRACE_MS: String(graceMs) } });

@@ -9,9 +9,9 @@ import { countRows, fileLoad } from '../support/loads.ts';
 test(
   'a job survives a PostgreSQL restart: retried with backoff, exact count',
   { timeout: 300_000 },
-  async ({ client, tenant, tmp, startWorker, deps }) => {
+  async ({ client, tenant, files, startWorker, deps }) => {
     const rows = 500_000;
-    const file = path.join(tmp, 'users.ndjson');
+    const file = path.join(files, 'users.ndjson');
     await generateFile(file, { dataset: 'users', seed: 5, scale: rows });
     startWorker({ concurrency: 1 });
     const job = await client.enqueue(

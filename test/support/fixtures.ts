@@ -4,7 +4,7 @@
  * it leaves a socket open: a worker, queue, pool or client someone forgot to close.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -42,6 +42,8 @@ interface Fixtures {
   env: Env;
   deps: FleetDeps;
   tenant: TenantHandle;
+  /** The test tenant's folder under DBFLEET_FILE_ROOTS: where its file sources go. */
+  files: string;
   client: FleetClient;
   startWorker: (options?: Partial<WorkerOptions>) => FleetWorker;
   spawnWorker: (options?: {
@@ -85,7 +87,7 @@ export const test = base.extend<Fixtures>({
       loadEnv({
         ...process.env,
         DBFLEET_PREFIX: prefix,
-        DBFLEET_FILE_ROOTS: tmp,
+        DBFLEET_FILE_ROOTS: path.join(tmp, '{tenant}'),
         DBFLEET_LOCAL_STORAGE_DIR: tmp,
       }),
     );
@@ -107,6 +109,12 @@ export const test = base.extend<Fixtures>({
     await use({ id, pg, mongo });
     await dropTenantData({ namespace: pg.schema, pg, mongo });
     await deps.control.forgetTenant(id);
+  },
+
+  files: async ({ tmp, tenant }, use) => {
+    const dir = path.join(tmp, tenant.id);
+    await mkdir(dir, { recursive: true });
+    await use(dir);
   },
 
   client: async ({ deps }, use) => {
@@ -138,7 +146,7 @@ export const test = base.extend<Fixtures>({
           env: {
             ...process.env,
             DBFLEET_PREFIX: env.DBFLEET_PREFIX,
-            DBFLEET_FILE_ROOTS: tmp,
+            DBFLEET_FILE_ROOTS: env.DBFLEET_FILE_ROOTS!.join(','),
             DBFLEET_LOG_LEVEL: 'info',
             ...options.env,
           },

@@ -68,7 +68,7 @@ export const test = base.extend<{
         DBFLEET_CONTROL_DATABASE_URL: controlUrl.href,
         // Tenants' schemas stay in the shared database; only the fleet's own records are separate.
         DBFLEET_TENANT_POSTGRES_URL: process.env.DBFLEET_CONTROL_DATABASE_URL!,
-        DBFLEET_FILE_ROOTS: tmp,
+        DBFLEET_FILE_ROOTS: path.join(tmp, '{tenant}'),
         ...extraEnv,
       };
       const env = loadEnv(vars);

@@ -1,80 +1,84 @@
 /**
  * Loads batches into a tenant collection with unordered bulk writes. MongoDB (and FerretDB) give us no
  * multi-document transactions to bind a batch to its checkpoint, so writes are made idempotent instead:
- * every document gets a deterministic _id (its own, or one derived from the load and record number),
- * and the one batch that may have been half-written before a crash tolerates duplicate keys.
+ * every document gets a deterministic _id (its own, or one derived from the run and record number),
+ * and the first batch of an attempt, which a crashed earlier delivery may have half-written, tells
+ * its own earlier writes apart from real duplicates.
  */
 import { createHash } from 'node:crypto';
-import { MongoBulkWriteError, ObjectId, type Db, type Document } from 'mongodb';
-import { PermanentError } from '../../src/errors.ts';
+import { BSON, MongoBulkWriteError, ObjectId, type Collection, type Db, type Document } from 'mongodb';
+
+const { EJSON } = BSON;
+import { PermanentError, TransientError } from '../../src/errors.ts';
 import { collectionExists } from '../../src/stores/mongo.ts';
 import type { Checkpoint } from '../../src/runtime/checkpoint.ts';
 import { withRefused, type Progress, type Rejection, type Row, type Sink } from './sink.ts';
 
 const DUPLICATE_KEY = 11000;
+/** Rounds of re-inserting documents a server neither stored nor reported (see insert). */
+const MAX_INSERT_ROUNDS = 3;
 
 export interface MongoSinkOptions {
   db: Db;
   collection: string;
   mode: 'insert' | 'upsert' | 'replace';
   key?: readonly string[] | undefined;
-  loadKey: string;
+  /** The run's identity (unique for all time): derived _ids are built from it. */
+  runId: string;
   checkpoint: Checkpoint;
 }
 
-export function derivedId(loadKey: string, line: number): ObjectId {
-  return new ObjectId(createHash('sha256').update(`${loadKey}:${line}`).digest().subarray(0, 12));
+export function derivedId(runId: string, line: number): ObjectId {
+  return new ObjectId(createHash('sha256').update(`${runId}:${line}`).digest().subarray(0, 12));
 }
 
 export function mongoSink(o: MongoSinkOptions): Sink {
   const collection = o.db.collection(o.collection);
-  /** True for the first batch after a resume: it may already be partly in the collection. */
+  /**
+   * True until this attempt's first batch is written: an earlier delivery of the same run (killed, or
+   * its acknowledgement lost) may have written part of it, with or without a checkpoint after.
+   */
+  let firstOfAttempt = true;
   let resumed = false;
   let batch: Row[] = [];
-  /** Rows of this batch no MongoDB server could take (see nulFieldRefusal). */
+  /** Rows of this batch no MongoDB server could take (field names, key values). */
   let refused: Rejection[] = [];
 
-  /**
-   * Inserts unordered and turns the documents MongoDB refused into rejections; anything else (nothing
-   * written, or a count that does not add up) is thrown, never reported as loaded.
-   */
+  const toDoc = (r: Row) => ({ _id: derivedId(o.runId, r.line), ...r.value }) as Document;
+
   const insert = async (rows: Row[]): Promise<Rejection[]> => {
-    const docs = rows.map((r) => ({ _id: derivedId(o.loadKey, r.line), ...r.value }) as Document);
-    try {
-      await collection.insertMany(docs, { ordered: false });
-      return [];
-    } catch (err) {
-      if (!(err instanceof MongoBulkWriteError)) throw err;
-      const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
-      if (errors.length === 0 || err.result.insertedCount + errors.length !== docs.length) throw err;
-      return errors.flatMap((e) => {
-        // After a resume, duplicates are this load's own earlier writes.
-        if (e.code === DUPLICATE_KEY && resumed) return [];
-        // By code only: MongoDB's message quotes the document's values, which may be personal.
-        const reason =
-          e.code === DUPLICATE_KEY
-            ? 'duplicate key (_id or a unique index)'
-            : `refused by MongoDB (error code ${e.code})`;
-        return [{ line: rows[e.index]!.line, reason }];
-      });
+    let pending = rows.map((row) => ({ row, doc: toDoc(row) }));
+    const rejections: Rejection[] = [];
+    for (let round = 0; pending.length > 0; round++) {
+      if (round === MAX_INSERT_ROUNDS)
+        throw new TransientError(
+          'mongo_partial_write',
+          `MongoDB neither stored nor refused ${pending.length} document(s) of a batch`,
+        );
+      const outcome = await insertOnce(collection, pending, firstOfAttempt);
+      rejections.push(...outcome.rejections);
+      pending = outcome.unaccounted;
     }
+    return rejections;
   };
 
   /**
    * Upsert as "delete the batch's keys, then insert the batch". Bulk replaceOne/updateOne with upsert
    * is fast on MongoDB but crawls on FerretDB (1,000 existing documents took minutes), while $in
    * deletes and inserts are fast on both. Each batch is idempotent (a retry deletes and inserts the
-   * same documents again); readers may see a batch's documents missing for the moment between.
+   * same documents again); readers may see a batch's documents missing for the moment between. Key
+   * values are plain values (add() refuses objects) and are matched with $in or $eq, so a value from
+   * the data never acts as a query operator.
    */
   const upsert = async (rows: Row[]): Promise<Rejection[]> => {
     const key = o.key!;
     const last = new Map<string, Row>(); // last row wins within a batch
-    for (const r of rows) last.set(JSON.stringify(key.map((k) => r.value[k])), r);
+    for (const r of rows) last.set(EJSON.stringify(key.map((k) => r.value[k])), r);
     const unique = [...last.values()];
     const filter =
       key.length === 1
         ? { [key[0]!]: { $in: unique.map((r) => r.value[key[0]!]) } }
-        : { $or: unique.map((r) => Object.fromEntries(key.map((k) => [k, r.value[k]]))) };
+        : { $or: unique.map((r) => Object.fromEntries(key.map((k) => [k, { $eq: r.value[k] }]))) };
     await collection.deleteMany(filter);
     return insert(unique);
   };
@@ -93,7 +97,10 @@ export function mongoSink(o: MongoSinkOptions): Sink {
     },
 
     add(line, value) {
-      const refusal = nulFieldRefusal(value);
+      const refusal =
+        nulFieldRefusal(value) ??
+        ('_id' in value ? keyRefusal(value, ['_id']) : undefined) ??
+        (o.mode === 'upsert' ? keyRefusal(value, o.key!) : undefined);
       if (refusal) refused.push({ line, reason: refusal });
       else batch.push({ line, value });
     },
@@ -108,15 +115,108 @@ export function mongoSink(o: MongoSinkOptions): Sink {
       const refusedByServer =
         rows.length === 0 ? [] : o.mode === 'upsert' ? await upsert(rows) : await insert(rows);
       const rejections = [...unencodable, ...refusedByServer];
-      resumed = false;
+      firstOfAttempt = false;
       await o.checkpoint.set(withRefused(next, rejections.length));
       return rejections;
     },
 
     async finish(progress) {
-      await o.checkpoint.set({ ...progress, done: true });
+      await o.checkpoint.finish({ ...progress, done: true });
     },
   };
+}
+
+interface Pending {
+  row: Row;
+  doc: Document;
+}
+
+/**
+ * One unordered insert. Returns the documents refused (by error code only: MongoDB's messages quote
+ * values, which may be personal) and those the server neither stored nor reported: servers differ in
+ * what a failed bulk insert counts (MongoDB goes on past an error, others may stop), so after an error
+ * the batch is checked against the collection instead of trusting `insertedCount`.
+ */
+async function insertOnce(
+  collection: Collection,
+  pending: Pending[],
+  mayHoldOwnWrites: boolean,
+): Promise<{ rejections: Rejection[]; unaccounted: Pending[] }> {
+  let writeErrors: { index: number; code: number }[];
+  try {
+    const result = await collection.insertMany(
+      pending.map((p) => p.doc),
+      { ordered: false },
+    );
+    if (result.insertedCount === pending.length) return { rejections: [], unaccounted: [] };
+    writeErrors = [];
+  } catch (err) {
+    if (!(err instanceof MongoBulkWriteError)) throw err;
+    writeErrors = (Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors]).map((e) => ({
+      index: e.index,
+      code: e.code,
+    }));
+  }
+  const refusedAt = new Map(writeErrors.map((e) => [e.index, e.code]));
+  const stored = await storedDocs(
+    collection,
+    pending.map((p) => p.doc._id),
+  );
+  const rejections: Rejection[] = [];
+  const unaccounted: Pending[] = [];
+  pending.forEach((p, index) => {
+    const code = refusedAt.get(index);
+    const existing = stored.get(idKey(p.doc._id));
+    if (code === undefined) {
+      if (!existing) unaccounted.push(p);
+      return;
+    }
+    // This very document is there already: written by an earlier delivery of the same run.
+    if (code === DUPLICATE_KEY && mayHoldOwnWrites && existing && sameDocument(existing, p.doc)) return;
+    rejections.push({
+      line: p.row.line,
+      reason:
+        code === DUPLICATE_KEY
+          ? 'duplicate key (_id or a unique index)'
+          : `refused by MongoDB (error code ${code})`,
+    });
+  });
+  return { rejections, unaccounted };
+}
+
+async function storedDocs(collection: Collection, ids: unknown[]): Promise<Map<string, Document>> {
+  const docs = await collection.find({ _id: { $in: ids } } as Document).toArray();
+  return new Map(docs.map((d) => [idKey(d._id), d]));
+}
+
+const idKey = (id: unknown) => EJSON.stringify({ id }, { relaxed: false });
+
+/** Equal as BSON values, whatever order the server keeps the fields in. */
+function sameDocument(a: Document, b: Document): boolean {
+  return (
+    EJSON.stringify(sortedKeys(a), { relaxed: false }) === EJSON.stringify(sortedKeys(b), { relaxed: false })
+  );
+}
+
+function sortedKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortedKeys);
+  if (value === null || typeof value !== 'object' || value.constructor !== Object) return value;
+  return Object.fromEntries(
+    Object.keys(value)
+      .sort()
+      .map((k) => [k, sortedKeys((value as Record<string, unknown>)[k])]),
+  );
+}
+
+/** Keys (_id, upsert keys) are matched by value: one that is missing, an object or an array is refused. */
+export function keyRefusal(value: Record<string, unknown>, key: readonly string[]): string | undefined {
+  for (const k of key) {
+    const v = value[k];
+    if (v === undefined) return `${k}: the key field is missing`;
+    if (v !== null && typeof v === 'object' && !(v instanceof Date) && !(v instanceof ObjectId))
+      return `${k}: a key field must hold a plain value (string, number, boolean, null or date), not an object or array`;
+  }
+  return undefined;
 }
 
 /**

@@ -46,11 +46,26 @@ export async function* ndjsonRecords(input: Readable): AsyncGenerator<SourceReco
       try {
         records.push({ line, value: JSON.parse(text) });
       } catch (err) {
-        records.push({ line, error: `not valid JSON (${(err as Error).message})` });
+        records.push({ line, error: jsonParseReason(err) });
       }
     }
     yield records;
   }
+}
+
+/**
+ * Why a line is not JSON, without V8's message: it quotes the text around the fault ("Unexpected
+ * token 'a', "alice@..." is not valid JSON"), which may be personal data. The position is kept.
+ */
+export function jsonParseReason(err: unknown): string {
+  const at = /position (\d+)/.exec(err instanceof Error ? err.message : '');
+  return at ? `not valid JSON (at character ${Number(at[1]) + 1})` : 'not valid JSON';
+}
+
+/** csv-parse's messages quote field values; its error codes do not. */
+export function csvReason(code: string | undefined): string {
+  const kind = code?.startsWith('CSV_') ? code.slice(4).toLowerCase().replaceAll('_', ' ') : 'unreadable';
+  return `malformed CSV (${kind})`;
 }
 
 /** Groups one-at-a-time records into chunks. */
@@ -85,8 +100,8 @@ async function* csvRows(input: Readable): AsyncGenerator<SourceRecord> {
     info: true,
     bom: true,
   });
-  parser.on('skip', (err: Error & { lines?: number }) =>
-    skipped.push({ line: err.lines ?? 0, error: `malformed CSV (${err.message})` }),
+  parser.on('skip', (err: Error & { lines?: number; code?: string }) =>
+    skipped.push({ line: err.lines ?? 0, error: csvReason(err.code) }),
   );
   input.on('error', (err) => parser.destroy(err));
   for await (const { record, info } of input.pipe(parser) as AsyncIterable<{

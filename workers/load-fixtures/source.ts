@@ -1,6 +1,6 @@
 /** Opens a load-fixtures source (a file under an allowed root, an s3:// URL, or inline rows). */
 import { createReadStream } from 'node:fs';
-import { realpath } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
@@ -8,11 +8,15 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Payload } from '../../queues/index.ts';
 import { PermanentError } from '../../src/errors.ts';
 import { parseS3Url } from '../../src/storage/object-store.ts';
+import { s3UrlAllowed, type TenantScope } from '../../src/storage/tenant-scope.ts';
 import { formatFromName, recordsOf, type SourceRecord } from './records.ts';
 
 type Source = Payload<'load-fixtures'>['source'];
 
-/** Refuses paths outside the allowed roots, after resolving symlinks (a link cannot escape either). */
+/**
+ * Refuses paths outside the tenant's folders, after resolving symlinks (a link cannot escape either),
+ * and anything but a regular file.
+ */
 export async function resolveAllowedPath(file: string, roots: readonly string[]): Promise<string> {
   let real: string;
   try {
@@ -22,18 +26,22 @@ export async function resolveAllowedPath(file: string, roots: readonly string[])
   }
   for (const root of roots) {
     const realRoot = await realpath(path.resolve(root)).catch(() => undefined);
-    if (realRoot && (real === realRoot || real.startsWith(realRoot + path.sep))) return real;
+    if (realRoot && real.startsWith(realRoot + path.sep)) {
+      if (!(await stat(real)).isFile())
+        throw new PermanentError('source_not_a_file', `source ${file} is not a regular file`);
+      return real;
+    }
   }
   throw new PermanentError(
     'source_not_allowed',
-    `source file ${file} is outside the allowed roots (DBFLEET_FILE_ROOTS)`,
+    `source file ${file} is outside this tenant's folders (DBFLEET_FILE_ROOTS)`,
   );
 }
 
 export async function openRecords(
   source: Source,
   format: Payload<'load-fixtures'>['format'],
-  deps: { s3: S3Client; fileRoots: readonly string[] },
+  deps: { s3: S3Client; scope: TenantScope },
 ): Promise<AsyncGenerator<SourceRecord[]>> {
   if (source.type === 'inline') {
     return (async function* () {
@@ -52,10 +60,15 @@ export async function openRecords(
     // 64 KiB reads (Node's default): each read becomes a chunk of records that stay alive until the
     // chunk is done. With 1 MiB reads, ~7,000 parsed rows outlived young-generation collections, got
     // promoted, and old-generation collections took the worker from 3.4 to 4.5 µs of CPU per row.
-    stream = createReadStream(await resolveAllowedPath(source.path, deps.fileRoots), {
+    stream = createReadStream(await resolveAllowedPath(source.path, deps.scope.fileRoots), {
       highWaterMark: 64 * 1024,
     });
   } else {
+    if (!s3UrlAllowed(source.url, deps.scope))
+      throw new PermanentError(
+        'source_not_allowed',
+        `source ${source.url} is outside this tenant's S3 prefixes (DBFLEET_S3_SOURCES)`,
+      );
     const { bucket, key } = parseS3Url(source.url);
     const out = await deps.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     if (!(out.Body instanceof Readable)) throw new Error(`unexpected S3 body for ${source.url}`);
