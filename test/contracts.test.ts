@@ -2,7 +2,7 @@
 import { describe, expect, vi } from 'vitest';
 import { parsePayload } from '../src/jobs/envelope.ts';
 import { ValidationError } from '../src/errors.ts';
-import { jobNames, type JobName } from '../queues/index.ts';
+import { jobNames, type JobName, type PayloadInput } from '../queues/index.ts';
 import { test } from './support/fixtures.ts';
 
 const invalid: Record<JobName, { payload: unknown; field: RegExp }> = {
@@ -27,7 +27,7 @@ const invalid: Record<JobName, { payload: unknown; field: RegExp }> = {
 };
 
 /** A valid payload of each type: the base the strictness tests add to. */
-const valid: Record<JobName, Record<string, unknown>> = {
+const valid: { [N in JobName]: PayloadInput<N> } = {
   'load-fixtures': {
     tenant: 'acme',
     target: { store: 'postgres', name: 'users' },

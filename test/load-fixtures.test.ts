@@ -7,7 +7,7 @@ import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, vi } from 'vitest';
 import { generateFile } from '../demo/generate.ts';
-import { eventually, test, uniqueId, type TenantHandle } from './support/fixtures.ts';
+import { eventually, test, type TenantHandle } from './support/fixtures.ts';
 import { fileLoad } from './support/loads.ts';
 
 type StoreCase = {

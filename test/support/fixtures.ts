@@ -134,7 +134,7 @@ export const test = base.extend<Fixtures>({
   },
 
   // After `deps`, so torn down before it: the workers are killed before deps deletes the keys they wrote.
-  spawnWorker: async ({ env, tmp, deps: _ }, use) => {
+  spawnWorker: async ({ env, deps: _ }, use) => {
     const spawned: SpawnedWorker[] = [];
     await use(async (options = {}) => {
       let output = '';
