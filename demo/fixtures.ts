@@ -7,8 +7,21 @@ import { z } from 'zod';
 const id = z.coerce.number().int().positive();
 /** PostgreSQL parses timestamps itself: validate the text and pass it through, no Date round trip. */
 const timestamp = z.union([z.iso.datetime({ offset: true }), z.iso.date()]);
-/** MongoDB stores what it is given: turn text into a Date so that queries compare dates. */
-const when = z.coerce.date();
+/**
+ * MongoDB stores what it is given: turn ISO text into a Date so that queries compare dates. Not
+ * z.coerce.date(), which turns null into 1970-01-01 (and a retention policy would then delete it).
+ */
+const when = z
+  .union([z.date(), z.iso.datetime({ offset: true }), z.iso.date()])
+  .transform((v) => new Date(v));
+/**
+ * JSON booleans, or their CSV spellings. Not z.coerce.boolean(), which makes any non-empty text true,
+ * the text `false` included.
+ */
+const bool = z.union([
+  z.boolean(),
+  z.enum(['true', 'false', 't', 'f', '1', '0']).transform((v) => v === 'true' || v === 't' || v === '1'),
+]);
 
 export const fixtures = {
   users: z.object({
@@ -23,7 +36,7 @@ export const fixtures = {
     id,
     user_id: id,
     name: z.string().min(1).max(200),
-    is_public: z.coerce.boolean(),
+    is_public: bool,
     created_at: timestamp,
   }),
   playlist_tracks: z.object({
@@ -35,7 +48,7 @@ export const fixtures = {
   consent: z.object({
     user_id: id,
     purpose: z.enum(['marketing', 'analytics', 'personalisation']),
-    granted: z.coerce.boolean(),
+    granted: bool,
     updated_at: timestamp,
   }),
   sessions: z.object({
@@ -43,7 +56,8 @@ export const fixtures = {
     userId: id,
     device: z.string(),
     createdAt: when,
-    expiresAt: when,
+    /** null: the session does not expire. */
+    expiresAt: when.nullable(),
   }),
   listening_events: z.object({
     _id: z.string().min(1),

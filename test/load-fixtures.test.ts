@@ -2,13 +2,15 @@
  * load-fixtures against the real services. The same suite runs for a PostgreSQL table and a MongoDB
  * collection wherever the operation is the same.
  */
-import { writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, vi } from 'vitest';
 import { generateFile } from '../demo/generate.ts';
+import { fixtures } from '../demo/fixtures.ts';
 import { eventually, test, type TenantHandle } from './support/fixtures.ts';
 import { fileLoad } from './support/loads.ts';
+import { deleteKeysUnder } from '../src/redis.ts';
 
 type StoreCase = {
   store: 'postgres' | 'mongo';
@@ -222,21 +224,107 @@ describe('load-fixtures sources and formats', () => {
     ] as const;
     for (const [payload, loaded] of loads) {
       const job = await client.enqueue('load-fixtures', payload);
-      expect(await job.waitForResult(), payload.target.name).toMatchObject({ loaded, rejected: 0 });
+      // `read` counts records, not lines: the CSV's header is not one.
+      expect(await job.waitForResult(), payload.target.name).toMatchObject({
+        read: loaded,
+        loaded,
+        rejected: 0,
+      });
     }
     const played = await tenant.mongo.collection('listening_events').findOne({ _id: 'e3' as never });
-    expect(played?.playedAt).toBeInstanceOf(Date);
+    expect(played?.playedAt).toEqual(new Date('2026-03-01T10:00:00Z'));
+    // Values, not only counts: the CSV text `false` is false.
+    const csv = (await readFile(path.join(files, 'b.csv'), 'utf8')).trim().split('\n');
+    const column = csv[0]!.split(',').indexOf('is_public');
+    const expected = csv.slice(1).map((line) => line.split(',')[column] === 'true');
+    const { rows } = await tenant.pg.withClient((c) =>
+      c.query('SELECT is_public FROM playlists ORDER BY id'),
+    );
+    expect(rows.map((r: { is_public: boolean }) => r.is_public)).toEqual(expected);
+    expect(expected).toContain(false);
+    expect(expected).toContain(true);
   });
 
-  test('refuses a file outside the allowed roots, permanently', async ({ client, tenant, startWorker }) => {
+  test('a null expiry stays null; a boolean column refuses text that is not a boolean', async ({
+    client,
+    tenant,
+    startWorker,
+  }) => {
     startWorker();
+    const session = { _id: 's1', userId: 1, device: 'tv', createdAt: '2026-01-01', expiresAt: null };
     const job = await client.enqueue('load-fixtures', {
       tenant: tenant.id,
       target: { store: 'mongo', name: 'sessions' },
-      source: { type: 'file', path: '/etc/passwd' },
-      format: 'csv',
+      schema: 'sessions',
+      source: { type: 'inline', rows: [session, { ...session, _id: 's2', createdAt: null }] },
     });
-    await expect(job.waitForResult()).rejects.toThrow(/outside the allowed roots/);
+    expect(await job.waitForResult()).toMatchObject({
+      loaded: 1,
+      rejected: 1,
+      sampleRejections: [{ line: 2 }],
+    });
+    expect(await tenant.mongo.collection('sessions').findOne({ _id: 's1' as never })).toMatchObject({
+      expiresAt: null,
+      createdAt: new Date('2026-01-01'),
+    });
+    const consent = { user_id: 1, purpose: 'marketing', updated_at: '2026-01-01' };
+    const parsed = fixtures.consent.safeParse({ ...consent, granted: 'no way' });
+    expect(parsed.success).toBe(false);
+    expect(fixtures.consent.parse({ ...consent, granted: 'f' }).granted).toBe(false);
+    expect(fixtures.consent.parse({ ...consent, granted: false }).granted).toBe(false);
+  });
+
+  test("sources outside the tenant's folders and S3 prefixes are refused permanently", async ({
+    client,
+    tenant,
+    startWorker,
+    files,
+    tmp,
+    deps,
+  }) => {
+    startWorker();
+    const bucket = deps.env.DBFLEET_S3_BUCKET;
+    // Another tenant's folder and object, a link out of the tenant's folder, a folder, odd S3 keys.
+    const other = path.join(tmp, 'other_tenant');
+    await mkdir(other, { recursive: true });
+    await writeFile(path.join(other, 'x.ndjson'), '{"_id":"x"}\n');
+    await symlink(path.join(other, 'x.ndjson'), path.join(files, 'link.ndjson'));
+    await mkdir(path.join(files, 'folder.ndjson'));
+    await deps.s3.send(
+      new PutObjectCommand({ Bucket: bucket, Key: 'tenants/other_tenant/x.ndjson', Body: '{"_id":"x"}\n' }),
+    );
+    const refused: [Record<string, string>, RegExp][] = [
+      [{ type: 'file', path: '/etc/passwd' }, /\[source_not_allowed\] .*outside this tenant's folders/],
+      [{ type: 'file', path: path.join(other, 'x.ndjson') }, /\[source_not_allowed\]/],
+      [{ type: 'file', path: path.join(files, '../other_tenant/x.ndjson') }, /\[source_not_allowed\]/],
+      [{ type: 'file', path: path.join(files, 'link.ndjson') }, /\[source_not_allowed\]/],
+      [{ type: 'file', path: files }, /\[source_not_allowed\]/],
+      [
+        { type: 'file', path: path.join(files, 'folder.ndjson') },
+        /\[source_not_a_file\] .*not a regular file/,
+      ],
+      [
+        { type: 's3', url: `s3://${bucket}/tenants/other_tenant/x.ndjson` },
+        /\[source_not_allowed\] .*S3 prefixes/,
+      ],
+      [
+        { type: 's3', url: `s3://${bucket}/tenants/${tenant.id}/../other_tenant/x.ndjson` },
+        /\[source_not_allowed\]/,
+      ],
+      [{ type: 's3', url: `s3://${bucket}/tenants/${tenant.id}x/x.ndjson` }, /\[source_not_allowed\]/],
+      [{ type: 's3', url: `s3://another-bucket/tenants/${tenant.id}/x.ndjson` }, /\[source_not_allowed\]/],
+    ];
+    for (const [source, reason] of refused) {
+      const job = await client.enqueue('load-fixtures', {
+        tenant: tenant.id,
+        target: { store: 'mongo', name: 'sessions' },
+        source: source as { type: 'file'; path: string },
+        format: 'ndjson',
+      });
+      await expect(job.waitForResult(), JSON.stringify(source)).rejects.toThrow(reason);
+      expect((await client.queue('load-fixtures').getJob(job.id))!.attemptsMade).toBe(1);
+    }
+    expect(await tenant.mongo.collection('sessions').countDocuments()).toBe(0);
   });
 
   test('refuses an unknown tenant, permanently', async ({ client, startWorker }) => {
@@ -311,5 +399,223 @@ describe('load-fixtures sources and formats', () => {
       { line: 2, reason: 'meta: a field name contains a NUL character, which MongoDB cannot store' },
     ]);
     expect(await tenant.mongo.collection('sessions').countDocuments()).toBe(2);
+  });
+});
+
+describe('load-fixtures run identity', () => {
+  test.for(['postgres', 'mongo'] as const)(
+    '%s: a reused idempotency key, once its job is removed, starts a new run',
+    async (store, { client, tenant, startWorker }) => {
+      startWorker();
+      const c = cases.find((k) => k.store === store)!;
+      const payload = (from: number, to: number) => ({
+        tenant: tenant.id,
+        target: { store, name: c.name },
+        schema: c.schema,
+        source: {
+          type: 'inline' as const,
+          rows: Array.from({ length: to - from + 1 }, (_, k) => c.row(from + k)),
+        },
+      });
+      const first = await client.enqueue('load-fixtures', payload(1, 5), { idempotencyKey: 'nightly' });
+      expect(await first.waitForResult()).toMatchObject({ loaded: 5 });
+      await (await client.queue('load-fixtures').getJob(first.id))!.remove();
+
+      const second = await client.enqueue('load-fixtures', payload(6, 12), { idempotencyKey: 'nightly' });
+      expect(second.id).toBe(first.id);
+      expect(second.runId).not.toBe(first.runId);
+      expect(await second.waitForResult()).toMatchObject({ read: 7, loaded: 7, rejected: 0, resumedFrom: 0 });
+      expect(await c.count(tenant)).toBe(12);
+      // While the job is there, the same key gives the same job and run.
+      const again = await client.enqueue('load-fixtures', payload(20, 21), { idempotencyKey: 'nightly' });
+      expect({ id: again.id, runId: again.runId }).toEqual({ id: second.id, runId: second.runId });
+    },
+  );
+
+  test.for(['postgres', 'mongo'] as const)(
+    '%s: job ids that restart after Redis lost its data do not resume an old run',
+    async (store, { client, tenant, startWorker, deps }) => {
+      startWorker();
+      // MongoDB rows without an _id of their own get one derived from the run and line.
+      const row = (i: number) =>
+        store === 'postgres'
+          ? cases[0]!.row(i)
+          : { userId: i, device: 'tv', createdAt: new Date(0).toISOString() };
+      const payload = (from: number, to: number) => ({
+        tenant: tenant.id,
+        target: { store, name: store === 'postgres' ? 'users' : 'sessions' },
+        ...(store === 'postgres' ? { schema: 'users' } : {}),
+        source: {
+          type: 'inline' as const,
+          rows: Array.from({ length: to - from + 1 }, (_, k) => row(from + k)),
+        },
+      });
+      const first = await client.enqueue('load-fixtures', payload(1, 5));
+      expect(await first.waitForResult()).toMatchObject({ loaded: 5 });
+      // What Redis held is gone (a restart without persistence): the queue's ids start over.
+      await deleteKeysUnder(deps.redis, `${deps.prefix}:load-fixtures`);
+      await deleteKeysUnder(deps.redis, `${deps.prefix}:dbfleet:run`);
+
+      const second = await client.enqueue('load-fixtures', payload(6, 12));
+      expect(second.id).toBe(first.id);
+      expect(await second.waitForResult()).toMatchObject({ read: 7, loaded: 7, rejected: 0, resumedFrom: 0 });
+      const total =
+        store === 'postgres'
+          ? await cases[0]!.count(tenant)
+          : await tenant.mongo.collection('sessions').countDocuments();
+      expect(total).toBe(12);
+    },
+  );
+});
+
+describe('load-fixtures into MongoDB: keys and duplicates', () => {
+  test('values used as keys are values, never query operators', async ({ client, tenant, startWorker }) => {
+    startWorker();
+    const sessions = tenant.mongo.collection('sessions');
+    await sessions.insertMany([1, 2, 3].map((i) => ({ _id: `s${i}`, userId: i, device: 'tv' }) as never));
+    const upsert = (key: string[], rows: unknown[]) =>
+      client.enqueue('load-fixtures', {
+        tenant: tenant.id,
+        target: { store: 'mongo', name: 'sessions' },
+        mode: 'upsert',
+        key,
+        source: { type: 'inline', rows },
+      });
+    const compound = await upsert(
+      ['userId', 'device'],
+      [
+        { userId: { $ne: null }, device: { $ne: null }, note: 'operator' },
+        { userId: 2, device: 'tv', note: 'changed' },
+      ],
+    );
+    expect(await compound.waitForResult()).toMatchObject({
+      loaded: 1,
+      rejected: 1,
+      sampleRejections: [
+        {
+          line: 1,
+          reason:
+            'userId: a key field must hold a plain value (string, number, boolean, null or date), not an object or array',
+        },
+      ],
+    });
+    const single = await upsert(['userId'], [{ userId: { $gt: 0 } }, { device: 'no key' }]);
+    expect(await single.waitForResult()).toMatchObject({
+      loaded: 0,
+      rejected: 2,
+      sampleRejections: [{ line: 1 }, { line: 2, reason: 'userId: the key field is missing' }],
+    });
+    const insert = await client.enqueue('load-fixtures', {
+      tenant: tenant.id,
+      target: { store: 'mongo', name: 'sessions' },
+      source: { type: 'inline', rows: [{ _id: { $gt: '' }, userId: 9 }] },
+    });
+    expect(await insert.waitForResult()).toMatchObject({ loaded: 0, rejected: 1 });
+    const docs = await sessions
+      .find({}, { projection: { _id: 0, userId: 1, note: 1 } })
+      .sort({ userId: 1 })
+      .toArray();
+    expect(docs).toEqual([{ userId: 1 }, { userId: 2, note: 'changed' }, { userId: 3 }]);
+  });
+
+  test('a duplicate key rejects that document with its line; the rest land and the job completes', async ({
+    client,
+    tenant,
+    startWorker,
+  }) => {
+    startWorker();
+    await tenant.mongo.collection('sessions').insertOne({ _id: 'taken', userId: 0 } as never);
+    const doc = (id: string, userId: number) => ({ _id: id, userId, device: 'tv' });
+    const job = await client.enqueue('load-fixtures', {
+      tenant: tenant.id,
+      target: { store: 'mongo', name: 'sessions' },
+      batchSize: 4,
+      source: {
+        type: 'inline',
+        rows: [doc('a', 1), doc('taken', 2), doc('b', 3), doc('a', 4), doc('c', 5), doc('d', 6), doc('d', 7)],
+      },
+    });
+    const result = await job.waitForResult();
+    expect(result).toMatchObject({ read: 7, loaded: 4, rejected: 3, batches: 2 });
+    expect(result.sampleRejections).toEqual(
+      [2, 4, 7].map((line) => ({ line, reason: 'duplicate key (_id or a unique index)' })),
+    );
+    const docs = await tenant.mongo.collection('sessions').find().sort({ _id: 1 }).toArray();
+    expect(docs.map((d) => [d._id, d.userId])).toEqual([
+      ['a', 1],
+      ['b', 3],
+      ['c', 5],
+      ['d', 6],
+      ['taken', 0],
+    ]);
+  });
+});
+
+describe('load-fixtures keeps personal data out of the fleet’s records', () => {
+  test('reasons name the line, field and kind of fault, never the value: results, rejections, failures, audit, logs', async ({
+    client,
+    tenant,
+    files,
+    spawnWorker,
+    deps,
+  }) => {
+    const worker = await spawnWorker();
+    await tenant.mongo.collection('sessions').createIndex({ device: 1 }, { unique: true });
+    await tenant.mongo
+      .collection('sessions')
+      .insertOne({ _id: 'x', userId: 9, device: 'SECRET-dup' } as never);
+    const session = (id: string, device: string) =>
+      JSON.stringify({ _id: id, userId: 1, device, createdAt: '2026-01-01', expiresAt: null });
+    await writeFile(
+      path.join(files, 'sessions.ndjson'),
+      [
+        session('p1', 'tv'),
+        '{"_id":"p2","device":"SECRET-json", broken',
+        session('p3', 'SECRET-dup'),
+        JSON.stringify({ _id: 'p4', userId: 'SECRET-type', device: 'tv', createdAt: '2026-01-01' }),
+      ].join('\n'),
+    );
+    await writeFile(
+      path.join(files, 'playlists.csv'),
+      'id,name,is_public\n1,a,true\n2,x"SECRET-csv",false\n3,"b"SECRET-csv,true\n',
+    );
+    const user = { id: 1, email: 'a@example.test', display_name: 'SECRET-pg', created_at: '0000-01-01' };
+    await writeFile(path.join(files, 'users.ndjson'), JSON.stringify(user) + '\n');
+    const jobs = [
+      fileLoad(tenant.id, 'mongo', 'sessions', path.join(files, 'sessions.ndjson')),
+      { ...fileLoad(tenant.id, 'mongo', 'sessions', path.join(files, 'playlists.csv')), schema: undefined },
+      fileLoad(tenant.id, 'postgres', 'users', path.join(files, 'users.ndjson')),
+    ];
+    const seen: string[] = [];
+    for (const payload of jobs) {
+      const job = await client.enqueue('load-fixtures', payload);
+      const outcome = await job.waitForResult().then(
+        (result) => ({ result }),
+        (err: Error) => ({ failed: err.message }),
+      );
+      seen.push(JSON.stringify(outcome), JSON.stringify(await deps.control.rejections(job.runId)));
+      const stored = await client.queue('load-fixtures').getJob(job.id);
+      seen.push(JSON.stringify({ returned: stored!.returnvalue, failedReason: stored!.failedReason }));
+    }
+    // The loads did see the faults, one line each, named by kind.
+    const text = seen.join('\n');
+    expect(text).toContain('not valid JSON');
+    expect(text).toContain('duplicate key');
+    expect(text).toContain('userId: Invalid input: expected number');
+    expect(text).toContain('{"line":3,"reason":"malformed CSV (invalid opening quote in column name)"}');
+    expect(text).toContain('{"line":4,"reason":"malformed CSV (invalid closing quote in column name)"}');
+    expect(text).toMatch(/date\/time value out of range/);
+
+    const audit = await vi.waitFor(async () => {
+      const { rows } = await deps.control.pool.query(
+        `SELECT error_code, error_message, result_summary FROM dbfleet.job_events WHERE prefix = $1 AND status IN ('completed', 'failed')`,
+        [deps.prefix],
+      );
+      expect(rows).toHaveLength(jobs.length);
+      return rows;
+    });
+    for (const place of [text, JSON.stringify(audit), worker.output()]) {
+      expect(place).not.toMatch(/SECRET|0000-01-01/);
+    }
   });
 });

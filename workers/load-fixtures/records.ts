@@ -62,10 +62,10 @@ export function jsonParseReason(err: unknown): string {
   return at ? `not valid JSON (at character ${Number(at[1]) + 1})` : 'not valid JSON';
 }
 
-/** csv-parse's messages quote field values; its error codes do not. */
-export function csvReason(code: string | undefined): string {
-  const kind = code?.startsWith('CSV_') ? code.slice(4).toLowerCase().replaceAll('_', ' ') : 'unreadable';
-  return `malformed CSV (${kind})`;
+/** csv-parse's messages quote field values; its error codes and column names do not. */
+export function csvReason(code: string | undefined, column?: unknown): string {
+  const kind = code ? code.replace(/^CSV_/, '').toLowerCase().replaceAll('_', ' ') : 'unreadable';
+  return `malformed CSV (${kind}${typeof column === 'string' ? ` in column ${column}` : ''})`;
 }
 
 /** Groups one-at-a-time records into chunks. */
@@ -100,9 +100,14 @@ async function* csvRows(input: Readable): AsyncGenerator<SourceRecord> {
     info: true,
     bom: true,
   });
-  parser.on('skip', (err: Error & { lines?: number; code?: string }) =>
-    skipped.push({ line: err.lines ?? 0, error: csvReason(err.code) }),
-  );
+  let lastSkipped = -1;
+  parser.on('skip', (err: Error & { lines?: number; code?: string; column?: unknown }) => {
+    const line = err.lines ?? 0;
+    // One malformed line may raise several errors (each stray quote): it is one rejected record.
+    if (line === lastSkipped) return;
+    lastSkipped = line;
+    skipped.push({ line, error: csvReason(err.code, err.column) });
+  });
   input.on('error', (err) => parser.destroy(err));
   for await (const { record, info } of input.pipe(parser) as AsyncIterable<{
     record: unknown;
