@@ -71,19 +71,30 @@ apt_install() { # installs the Debian packages named, once
 # ---------------------------------------------------------------------------------------- Redis
 redis_up() {
   if port_open "$REDIS_PORT"; then
-    # Whoever started it (a distribution's service, say), BullMQ needs it never to evict keys.
+    # Whoever started it (a distribution's service, say), the fleet needs it durable and never
+    # evicting keys; both can be switched on in a running instance.
     redis-cli -p "$REDIS_PORT" config set maxmemory-policy noeviction >/dev/null 2>&1 || true
+    redis-cli -p "$REDIS_PORT" config set appendonly yes >/dev/null 2>&1 || true
     return 0
   fi
   command -v redis-server >/dev/null || apt_install redis-server
   # Debian's package starts its own instance on 6379 through systemd where systemd runs; we do not
-  # rely on it: our instance has no persistence and never evicts (BullMQ requires noeviction).
-  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+  # rely on it. Ours is durable: Redis holds the queues, MongoDB load checkpoints and undrained audit
+  # events, so every write is appended to a file, fsynced each second (a stopped or restarted Redis
+  # loses nothing; a crashed machine, up to about a second of writes).
+  mkdir -p "$STATE/redis"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly yes --appendfsync everysec \
     --maxmemory-policy noeviction --daemonize yes --pidfile "$STATE/run/redis.pid" \
-    --logfile "$STATE/log/redis.log" --dir "$STATE/run"
+    --logfile "$STATE/log/redis.log" --dir "$STATE/redis"
   wait_port redis "$REDIS_PORT" 10
 }
-redis_down() { [ -f "$STATE/run/redis.pid" ] && kill "$(cat "$STATE/run/redis.pid")" 2>/dev/null || true; }
+redis_down() { # waits for Redis to finish writing and exit, so that a restart finds its data
+  local pid
+  [ -f "$STATE/run/redis.pid" ] || return 0
+  pid=$(cat "$STATE/run/redis.pid")
+  kill "$pid" 2>/dev/null || return 0
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+}
 
 # ----------------------------------------------------------------------------------- PostgreSQL
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }

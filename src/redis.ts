@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { RedisOptions } from 'bullmq';
+import type { Logger } from './logger.ts';
 
 /**
  * Options for a new connection to the same server as `redis`. Given options rather than an instance,
@@ -26,4 +27,19 @@ export async function deleteKeysUnder(redis: Redis, prefix: string): Promise<voi
 /** The text matched literally by a Redis MATCH pattern. */
 function globEscape(text: string): string {
   return text.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+/**
+ * Warns when Redis would lose the fleet's state: it holds the queues, checkpoints and undrained audit
+ * events, so it must persist (append-only file) and never evict keys. Managed services that refuse
+ * CONFIG are taken on trust.
+ */
+export async function warnIfNotDurable(redis: Redis, log: Logger): Promise<void> {
+  const setting = async (name: string) =>
+    ((await redis.config('GET', name).catch(() => [])) as string[])[1];
+  const [appendonly, policy] = await Promise.all([setting('appendonly'), setting('maxmemory-policy')]);
+  if (appendonly === 'no')
+    log.warn('Redis runs without its append-only file: a restart loses queued jobs (set appendonly yes)');
+  if (policy !== undefined && policy !== 'noeviction')
+    log.warn({ policy }, 'Redis may evict keys (maxmemory-policy): set it to noeviction');
 }

@@ -6,6 +6,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Worker, type Job } from 'bullmq';
 import { isJobName, type JobName } from '../../queues/index.ts';
 import { AuditDrain } from '../control/audit-drain.ts';
+import { warnIfNotDurable } from '../redis.ts';
 import type { AuditEvent } from '../control/audit-outbox.ts';
 import type { JobEnvelope } from '../jobs/envelope.ts';
 import { createFleetMetrics, type FleetMetrics } from '../metrics.ts';
@@ -40,6 +41,18 @@ export interface FleetWorker {
    * the queue), and resolves within `graceMs`; past that, remaining jobs are left to lock expiry.
    */
   close(graceMs?: number): Promise<void>;
+}
+
+/** How often a worker looks for jobs whose worker died (their lock expired). */
+const MAX_STALLED_CHECK_MS = 5_000;
+
+/**
+ * A dead worker's job is taken over once its lock has expired and a stalled-jobs check has seen it:
+ * within the lock duration plus one check interval. Checking only once per lock duration (BullMQ's
+ * default) made that up to twice the lock duration.
+ */
+export function lockTimings(lockDurationMs: number): { lockDuration: number; stalledInterval: number } {
+  return { lockDuration: lockDurationMs, stalledInterval: Math.min(lockDurationMs, MAX_STALLED_CHECK_MS) };
 }
 
 export function servedQueues(handlers: HandlerCatalog, requested?: string[]): JobName[] {
@@ -80,8 +93,7 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
         connection: deps.redis,
         prefix: deps.prefix,
         concurrency: options.concurrency ?? 1,
-        lockDuration: deps.env.DBFLEET_LOCK_DURATION_MS,
-        stalledInterval: deps.env.DBFLEET_LOCK_DURATION_MS,
+        ...lockTimings(deps.env.DBFLEET_LOCK_DURATION_MS),
         // A job taken over after a crash resumes from its checkpoint, so a few stalls are harmless.
         maxStalledCount: 5,
       },
@@ -89,6 +101,7 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
     worker.on('error', (err) => deps.log.error({ err, queue: type }, 'worker error'));
     return worker;
   });
+  void warnIfNotDurable(deps.redis, deps.log);
   deps.log.info({ queues, concurrency: options.concurrency ?? 1 }, 'worker started');
 
   let closing: Promise<void> | undefined;

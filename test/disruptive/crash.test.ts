@@ -53,6 +53,36 @@ test(
 );
 
 test(
+  'kill -9 mid-load into MongoDB: the next worker resumes; exact count, no duplicates, nothing rejected',
+  { timeout: 600_000 },
+  async ({ client, tenant, files, spawnWorker }) => {
+    const rows = 300_000;
+    const file = path.join(files, 'events.ndjson');
+    await generateFile(file, { dataset: 'listening_events', seed: 6, scale: rows });
+    const first = await spawnWorker({ env: FAST_TAKEOVER });
+    const job = await client.enqueue(
+      'load-fixtures',
+      fileLoad(tenant.id, 'mongo', 'listening_events', file, { batchSize: 5_000 }),
+    );
+    const queue = client.queue('load-fixtures');
+    await eventually(async () => loaded(await queue.getJob(job.id)) >= 60_000, 120_000, 20);
+    first.proc.kill('SIGKILL');
+    expect((await first.exited).signal).toBe('SIGKILL');
+    const events = tenant.mongo.collection('listening_events');
+    const beforeTakeover = await events.countDocuments();
+    expect(beforeTakeover).toBeGreaterThan(0);
+    expect(beforeTakeover).toBeLessThan(rows);
+
+    await spawnWorker({ env: FAST_TAKEOVER });
+    const result = await job.waitForResult({ timeoutMs: 300_000 });
+    expect(result).toMatchObject({ read: rows, loaded: rows, rejected: 0 });
+    expect(result.resumedFrom).toBeGreaterThan(0);
+    expect(await events.countDocuments()).toBe(rows);
+    expect((await events.distinct('_id')).length).toBe(rows);
+  },
+);
+
+test(
   'SIGTERM during a job: the worker exits within its bound and the job is not lost',
   { timeout: 300_000 },
   async ({ client, tenant, files, spawnWorker }) => {
