@@ -155,9 +155,16 @@ describe.for(cases)('load-fixtures into $store', (c) => {
     );
   });
 
-  test('a redelivered finished job loads nothing twice', async ({ client, tenant, startWorker }) => {
+  test('a redelivered finished job loads nothing twice', async ({ client, tenant, startWorker, files }) => {
     startWorker();
-    const payload = { ...base(tenant.id), source: { type: 'inline' as const, rows: rows(1, 20) } };
+    const file = path.join(files, 'rows.ndjson');
+    await writeFile(
+      file,
+      rows(1, 20)
+        .map((r) => JSON.stringify(r))
+        .join('\n'),
+    );
+    const payload = { ...base(tenant.id), source: { type: 'file' as const, path: file } };
     const job = await client.enqueue('load-fixtures', payload, { idempotencyKey: 'once' });
     await job.waitForResult();
     // Redelivery: the same job id run again (as after a lost acknowledgement).
@@ -400,6 +407,33 @@ describe('load-fixtures sources and formats', () => {
     ]);
     expect(await tenant.mongo.collection('sessions').countDocuments()).toBe(2);
   });
+});
+
+test('inline rows leave the job’s stored data once it has finished, completed or failed', async ({
+  client,
+  tenant,
+  startWorker,
+}) => {
+  startWorker();
+  const row = { _id: 's1', userId: 1, device: 'alice-phone', createdAt: '2026-01-01', expiresAt: null };
+  const done = await client.enqueue('load-fixtures', {
+    tenant: tenant.id,
+    target: { store: 'mongo', name: 'sessions' },
+    schema: 'sessions',
+    source: { type: 'inline', rows: [row] },
+  });
+  await done.waitForResult();
+  const failed = await client.enqueue('load-fixtures', {
+    tenant: tenant.id,
+    target: { store: 'mongo', name: 'no_such_collection' },
+    source: { type: 'inline', rows: [row] },
+  });
+  await expect(failed.waitForResult()).rejects.toThrow(/does not exist/);
+  for (const job of [done, failed]) {
+    const stored = await client.queue('load-fixtures').getJob(job.id);
+    expect(stored!.data.payload.source).toEqual({ type: 'inline', rows: '[redacted]' });
+    expect(JSON.stringify(stored!.data)).not.toContain('alice-phone');
+  }
 });
 
 describe('load-fixtures run identity', () => {
