@@ -316,6 +316,8 @@ describe('audit log', () => {
     // Each bad entry holds the word "private", which no log line may repeat.
     await append(EVENT_FIELD, line('a1'));
     await appendBad('x', 'private, and no events field', 'no_events_field');
+    // PostgreSQL's end-of-data marker: without an error, it would ignore the lines after it.
+    await appendBad(EVENT_FIELD, line('private') + '\\.\n', 'copy_ended_early');
     await append(EVENT_FIELD, line('a2') + line('a3'));
     await appendBad(EVENT_FIELD, 'private\tthree\tcolumns\n', '22P04'); // bad_copy_file_format
     await append('e', v3Line(deps.prefix, 'old1'));
@@ -328,7 +330,7 @@ describe('audit log', () => {
     await append(EVENT_FIELD, line('a4'));
 
     const metrics = createFleetMetrics({ audit: deps });
-    expect(await gauge(metrics, 'dbfleet_audit_backlog')).toBe(10);
+    expect(await gauge(metrics, 'dbfleet_audit_backlog')).toBe(11);
     expect(await gauge(metrics, 'dbfleet_audit_dead_letters')).toBe(0);
 
     const logged: string[] = [];

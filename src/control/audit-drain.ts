@@ -4,13 +4,15 @@
  * rows and the stream position they reach commit in one transaction, so a drainer killed at any point
  * neither loses nor repeats an event; entries are trimmed from the stream only after that commit.
  *
- * An entry the drainer cannot copy (no events field, or COPY text PostgreSQL refuses for its data)
- * would fail its batch on every try and hold every later event behind it. It is moved instead to
+ * An entry the drainer cannot copy (no events field, COPY text PostgreSQL refuses for its data, or
+ * that ends PostgreSQL's reading early) would fail its batch on every try and hold every later event
+ * behind it, or, for the last kind, lose the events after it in the same COPY. It is moved instead to
  * dbfleet.audit_dead_letters, byte for byte, in the same transaction as the other entries' rows and
- * the cursor past it. Looking for such entries costs nothing while there are none: a batch whose COPY
- * is refused for its data is rolled back and copied again under savepoints, halving each refused
- * range until every refused entry stands alone. Any other error (connection, server, lock) moves
- * nothing: the batch waits in Redis and is tried again.
+ * the cursor past it. While there are none this costs only a count of the lines sent (20 to 50 ns
+ * an event, to compare with the rows PostgreSQL reports): a batch whose COPY is refused for its data
+ * is rolled back and copied again under savepoints, halving each refused range until every refused
+ * entry stands alone. Any other error (connection, server, lock) moves nothing: the batch waits in
+ * Redis and is tried again.
  */
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
@@ -26,6 +28,18 @@ const BATCH_ENTRIES = 200;
 const IDLE_MS = 100;
 /** The dead-letter code of an entry without an events field (others carry the SQLSTATE). */
 const NO_EVENTS = 'no_events_field';
+
+/**
+ * Entries whose COPY PostgreSQL ended before their last line, with no error: an unescaped `\.`
+ * followed by a newline is its end-of-data marker, and it ignores whatever follows, the next
+ * entries' events included. Our lines escape every backslash, so only a malformed entry holds one.
+ */
+class CopyEndedEarly extends Error {
+  readonly code = 'copy_ended_early';
+  constructor() {
+    super('PostgreSQL copied fewer rows than the audit entries hold lines (an end-of-data marker)');
+  }
+}
 
 /** A stream entry's events: COPY text lines, in the current format or the earlier one. */
 interface Entry {
@@ -206,18 +220,29 @@ export class AuditDrain {
 
 /**
  * Copies entries' events, in stream order, one COPY per run of entries in one line format: all
- * current but during a rolling upgrade, when workers of the version before append too.
+ * current but during a rolling upgrade, when workers of the version before append too. Throws
+ * CopyEndedEarly unless PostgreSQL copied a row for every line.
  */
 async function copyEntries(client: pg.PoolClient, entries: readonly Entry[]): Promise<void> {
   for (let start = 0; start < entries.length;) {
     const legacy = entries[start]!.legacy;
     let end = start + 1;
     while (end < entries.length && entries[end]!.legacy === legacy) end++;
-    const text = Buffer.concat(entries.slice(start, end).map((e) => e.text));
-    if (legacy) await copyLegacyEvents(client, text);
-    else await copyInto(client, 'dbfleet.job_event_log', AUDIT_COLUMNS, text);
+    const run = entries.slice(start, end);
+    const text = Buffer.concat(run.map((e) => e.text));
+    const rows = legacy
+      ? await copyLegacyEvents(client, text)
+      : await copyInto(client, 'dbfleet.job_event_log', AUDIT_COLUMNS, text);
+    if (rows !== run.reduce((n, e) => n + lineCount(e.text), 0)) throw new CopyEndedEarly();
     start = end;
   }
+}
+
+/** Lines of COPY text, the last one with or without its newline (as PostgreSQL reads them). */
+function lineCount(text: Buffer): number {
+  let n = 0;
+  for (let i = text.indexOf(10); i !== -1; i = text.indexOf(10, i + 1)) n++;
+  return text.length > 0 && text[text.length - 1] !== 10 ? n + 1 : n;
 }
 
 /**
@@ -253,9 +278,10 @@ async function copyOrSplit(
 /**
  * The SQLSTATE of an error PostgreSQL raised because of the data it was given (class 22, data
  * exception: a malformed line, a bad number or time, invalid UTF-8; class 23, integrity: a missing
- * required value), or undefined for any other error.
+ * required value), or CopyEndedEarly's code; undefined for any other error.
  */
 function refusedDataCode(err: unknown): string | undefined {
+  if (err instanceof CopyEndedEarly) return err.code;
   const { code, severity } = (typeof err === 'object' && err !== null ? err : {}) as {
     code?: unknown;
     severity?: unknown;

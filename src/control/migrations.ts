@@ -199,11 +199,11 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
     version: 6,
     name: 'audit dead letters: stream entries the drainer cannot copy',
     // An audit stream entry the drainer cannot read, or whose COPY text PostgreSQL refuses for its
-    // data (SQLSTATE class 22 or 23), is moved here in the same transaction as the drain cursor, so
-    // the events behind it are copied rather than waiting forever. The entry is kept byte for byte:
-    // its field names and values alternating, as the stream held them (a current entry is
-    // {e4, <COPY text>}). error_code is the SQLSTATE, or a short code for an entry without an events
-    // field; never the server's message, which quotes the refused values.
+    // data (SQLSTATE class 22 or 23) or stops reading early (an end-of-data marker), is moved here in
+    // the same transaction as the drain cursor, so the events behind it are copied rather than
+    // waiting forever. The entry is kept byte for byte: its field names and values alternating, as
+    // the stream held them (a current entry is {e4, <COPY text>}). error_code is the SQLSTATE, or
+    // no_events_field / copy_ended_early; never the server's message, which quotes the refused values.
     sql: `
       CREATE TABLE dbfleet.audit_dead_letters (
         prefix       text NOT NULL,
