@@ -63,7 +63,9 @@ describe('control database migrations', () => {
     const before = await readBack();
     const runBefore = (await scratch.query('SELECT * FROM dbfleet.job_runs')).rows;
 
-    expect(await new ControlDb(scratch).migrate()).toEqual([4]);
+    expect(await new ControlDb(scratch).migrate()).toEqual(
+      controlMigrations.filter((m) => m.version > 3).map((m) => m.version),
+    );
 
     expect(await readBack()).toEqual(before);
     expect((await scratch.query('SELECT * FROM dbfleet.job_runs')).rows).toEqual(runBefore);
@@ -78,6 +80,23 @@ describe('control database migrations', () => {
     ]);
     const { rows } = await scratch.query<{ n: string }>('SELECT count(*) AS n FROM dbfleet.job_event_log');
     expect(Number(rows[0]!.n)).toBe(2);
+  });
+
+  test('6 adds audit_dead_letters on top of 4 alone, and keeps an entry byte for byte', async ({
+    scratch,
+  }) => {
+    await migrateTo(scratch, 4);
+    await scratch.query(controlMigrations.find((m) => m.version === 6)!.sql);
+    // A NUL, a backslash, a tab and a byte that is not UTF-8: what a malformed entry may hold.
+    const fields = [Buffer.from('e4'), Buffer.from([0x00, 0x5c, 0x09, 0xff, 0x0a])];
+    await scratch.query(
+      `INSERT INTO dbfleet.audit_dead_letters (prefix, entry_id, fields, error_code)
+       VALUES ('p', '1700000000000-0', $1, '22021')`,
+      [fields],
+    );
+    expect((await scratch.query('SELECT entry_id, fields FROM dbfleet.audit_dead_letters')).rows).toEqual([
+      { entry_id: '1700000000000-0', fields },
+    ]);
   });
 
   test('a fresh database gets every version once, however many processes start together', async ({
