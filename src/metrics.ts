@@ -1,5 +1,9 @@
 /** Prometheus metrics (prom-client). Each process owns a registry; the board and workers expose theirs. */
+import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { auditStreamKey } from './control/audit-outbox.ts';
+import type { ControlDb } from './control/control-db.ts';
+import type { Logger } from './logger.ts';
 
 /** Something that knows how many jobs it runs, by type and tenant (a worker's InFlight). */
 export interface InFlightSource {
@@ -15,10 +19,21 @@ export interface FleetMetrics {
   inFlightSources: Set<InFlightSource>;
 }
 
-export function createFleetMetrics(options: { defaults?: boolean } = {}): FleetMetrics {
+/** Where the audit gauges read one prefix's outbox stream and dead letters (a process's deps). */
+export interface AuditMetricsSource {
+  redis: Redis;
+  control: ControlDb;
+  prefix: string;
+  log: Logger;
+}
+
+export function createFleetMetrics(
+  options: { defaults?: boolean; audit?: AuditMetricsSource } = {},
+): FleetMetrics {
   const registry = new Registry();
   const inFlightSources = new Set<InFlightSource>();
   if (options.defaults) collectDefaultMetrics({ register: registry, prefix: 'dbfleet_process_' });
+  if (options.audit) registerAuditGauges(registry, options.audit);
   return {
     registry,
     jobDuration: new Histogram({
@@ -54,6 +69,38 @@ export function createFleetMetrics(options: { defaults?: boolean } = {}): FleetM
     }),
     inFlightSources,
   };
+}
+
+/**
+ * The audit outbox's health, read when scraped: entries waiting in the stream, and entries the drainer
+ * set aside. A value that cannot be read (Redis or the control database down) is NaN, not a stale or
+ * made-up number.
+ */
+function registerAuditGauges(registry: Registry, { redis, control, prefix, log }: AuditMetricsSource): void {
+  const gauge = (name: string, help: string, read: () => Promise<number>) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        try {
+          this.set(await read());
+        } catch (err) {
+          this.set(NaN);
+          log.warn({ err, metric: name }, 'could not read a metric');
+        }
+      },
+    });
+  gauge(
+    'dbfleet_audit_backlog',
+    'Audit stream entries (events of one tick of one worker each) waiting for the drainer to copy them to PostgreSQL',
+    () => redis.xlen(auditStreamKey(prefix)),
+  );
+  gauge(
+    'dbfleet_audit_dead_letters',
+    'Audit stream entries the drainer could not copy, kept in dbfleet.audit_dead_letters',
+    () => control.auditDeadLetters(prefix),
+  );
 }
 
 /** Failure reasons are stored as `[code] message`; the code is the bounded label. */

@@ -35,8 +35,7 @@ function globEscape(text: string): string {
  * CONFIG are taken on trust.
  */
 export async function warnIfNotDurable(redis: Redis, log: Logger): Promise<void> {
-  const setting = async (name: string) =>
-    ((await redis.config('GET', name).catch(() => [])) as string[])[1];
+  const setting = async (name: string) => ((await redis.config('GET', name).catch(() => [])) as string[])[1];
   const [appendonly, policy] = await Promise.all([setting('appendonly'), setting('maxmemory-policy')]);
   if (appendonly === 'no')
     log.warn('Redis runs without its append-only file: a restart loses queued jobs (set appendonly yes)');

@@ -4,12 +4,15 @@
  */
 import pg from 'pg';
 import { describe, expect, vi } from 'vitest';
+import { startBoard } from '../src/board/server.ts';
 import { AuditDrain } from '../src/control/audit-drain.ts';
-import { auditStreamKey } from '../src/control/audit-outbox.ts';
+import { AUDIT_COLUMNS, auditLine, auditStreamKey, EVENT_FIELD } from '../src/control/audit-outbox.ts';
 import { PermanentError } from '../src/errors.ts';
+import { createLogger } from '../src/logger.ts';
+import { createFleetMetrics, type FleetMetrics } from '../src/metrics.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 import { handlers } from '../workers/index.ts';
-import { test } from './support/fixtures.ts';
+import { eventually, test } from './support/fixtures.ts';
 import type { FleetDeps } from '../src/runtime/deps.ts';
 
 const payload = (tenant: string, n: number) => ({
@@ -51,6 +54,57 @@ const auditEvent = (deps: FleetDeps, jobId: string) => ({
   enqueuedAt: Date.now(),
   startedAt: Date.now(),
 });
+
+/** This prefix's audit dead letters, in stream order. */
+async function deadLetters(deps: FleetDeps) {
+  const { rows } = await deps.control.pool.query<{ entry_id: string; fields: Buffer[]; error_code: string }>(
+    `SELECT entry_id, fields, error_code FROM dbfleet.audit_dead_letters WHERE prefix = $1
+     ORDER BY split_part(entry_id, '-', 1)::bigint, split_part(entry_id, '-', 2)::bigint`,
+    [deps.prefix],
+  );
+  return rows;
+}
+
+/** A line as a worker of the version before migration 4 wrote it (stream field 'e', ISO times). */
+const v3Line = (prefix: string, jobId: string, recordedAt = '2026-11-21T10:00:01.500Z') =>
+  [
+    prefix,
+    'load-fixtures',
+    jobId,
+    'acme',
+    'ops',
+    'sha256:00',
+    'completed',
+    '1',
+    '2026-11-21T10:00:00.001Z',
+    '2026-11-21T10:00:00.250Z',
+    '2026-11-21T10:00:01.500Z',
+    '1250',
+    '{"rows":2}',
+    '\\N',
+    '\\N',
+    recordedAt,
+  ].join('\t') + '\n';
+
+/** An event's COPY text line with one column's text replaced. */
+function withColumn(line: string, column: (typeof AUDIT_COLUMNS)[number], text: string): string {
+  const cols = line.slice(0, -1).split('\t');
+  cols[AUDIT_COLUMNS.indexOf(column)] = text;
+  return cols.join('\t') + '\n';
+}
+
+/** A gauge's value as a scrape would read it. */
+async function gauge(metrics: FleetMetrics, name: string): Promise<number | undefined> {
+  return (await metrics.registry.getSingleMetric(name)?.get())?.values[0]?.value;
+}
+
+/** The unlabelled samples of a Prometheus text page, by metric name. */
+async function scrape(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(url)).text();
+  return new Map(
+    [...text.matchAll(/^([a-z_]+) (\S+)$/gm)].map((m) => [m[1]!, Number(m[2])] as [string, number]),
+  );
+}
 
 describe('audit log', () => {
   test('two workers, 300 jobs: one final event per job, stored exactly once, text kept intact', async ({
@@ -244,5 +298,130 @@ describe('audit log', () => {
         attempts: 2,
       });
     });
+  });
+
+  test('entries the drainer cannot copy go to the dead letters byte for byte; the events around them are copied once', async ({
+    deps,
+  }) => {
+    const key = auditStreamKey(deps.prefix);
+    const line = (jobId: string) => auditLine(auditEvent(deps, jobId));
+    const append = async (field: string, body: string | Buffer) =>
+      (await deps.redis.xadd(key, '*', field, body))!;
+    const bad: { id: string; field: string; body: Buffer; code: string }[] = [];
+    const appendBad = async (field: string, body: string | Buffer, code: string) => {
+      const bytes = Buffer.from(body);
+      bad.push({ id: await append(field, bytes), field, body: bytes, code });
+    };
+
+    // Each bad entry holds the word "private", which no log line may repeat.
+    await append(EVENT_FIELD, line('a1'));
+    await appendBad('x', 'private, and no events field', 'no_events_field');
+    // PostgreSQL's end-of-data marker: without an error, it would ignore the lines after it.
+    await appendBad(EVENT_FIELD, line('private') + '\\.\n', 'copy_ended_early');
+    await append(EVENT_FIELD, line('a2') + line('a3'));
+    await appendBad(EVENT_FIELD, 'private\tthree\tcolumns\n', '22P04'); // bad_copy_file_format
+    await append('e', v3Line(deps.prefix, 'old1'));
+    // é as one Latin-1 byte: not UTF-8.
+    const latin1 = withColumn(line('u'), 'tenant', 'José private');
+    await appendBad(EVENT_FIELD, Buffer.from(latin1, 'latin1'), '22021'); // character_not_in_repertoire
+    await appendBad('e', v3Line(deps.prefix, 'old2', 'private time'), '22007'); // invalid_datetime_format
+    await appendBad(EVENT_FIELD, withColumn(line('n'), 'attempt', 'private'), '22P02'); // invalid_text_representation
+    await appendBad(EVENT_FIELD, withColumn(line('private'), 'recorded_ms', '\\N'), '23502'); // not_null_violation
+    await append(EVENT_FIELD, line('a4'));
+
+    const metrics = createFleetMetrics({ audit: deps });
+    expect(await gauge(metrics, 'dbfleet_audit_backlog')).toBe(11);
+    expect(await gauge(metrics, 'dbfleet_audit_dead_letters')).toBe(0);
+
+    const logged: string[] = [];
+    const log = createLogger('warn', { write: (line: string) => void logged.push(line) });
+    await new AuditDrain(deps.redis, deps.control.pool, deps.prefix, log).drainAll();
+
+    expect((await events(deps)).map((r) => r.job_id)).toEqual(['a1', 'a2', 'a3', 'old1', 'a4']);
+    expect(await deadLetters(deps)).toEqual(
+      bad.map((b) => ({ entry_id: b.id, fields: [Buffer.from(b.field), b.body], error_code: b.code })),
+    );
+    expect(await deps.redis.xlen(key)).toBe(0);
+    expect(await gauge(metrics, 'dbfleet_audit_backlog')).toBe(0);
+    expect(await gauge(metrics, 'dbfleet_audit_dead_letters')).toBe(bad.length);
+
+    // One warning per entry, naming it and its code: nothing of what the entry or the server said.
+    const warnings = logged.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(warnings.map((w) => [w.entryId, w.code])).toEqual(bad.map((b) => [b.id, b.code]));
+    expect(warnings.filter((w) => 'err' in w)).toEqual([]);
+    expect(logged.join('')).not.toContain('private');
+
+    // Drained again, nothing moves: no event copied twice, no entry dead twice.
+    await deps.audit.record(auditEvent(deps, 'a5'));
+    await deps.audit.flushed();
+    await new AuditDrain(deps.redis, deps.control.pool, deps.prefix, log).drainAll();
+    expect((await events(deps)).map((r) => r.job_id)).toEqual(['a1', 'a2', 'a3', 'old1', 'a4', 'a5']);
+    expect(await deadLetters(deps)).toHaveLength(bad.length);
+  });
+
+  test('a transient error moves nothing to the dead letters: the batch waits and is retried', async ({
+    deps,
+  }) => {
+    const key = auditStreamKey(deps.prefix);
+    await deps.redis.xadd(key, '*', EVENT_FIELD, 'wrong\tshape\n');
+    await deps.audit.record(auditEvent(deps, 'after'));
+    await deps.audit.flushed();
+    // Another session holds the event table: the drainer's COPY gives up waiting for it (55P03, a
+    // lock timeout), an error of the moment, not of the data.
+    const impatient = new pg.Pool({
+      connectionString: process.env.DBFLEET_CONTROL_DATABASE_URL,
+      options: '-c lock_timeout=200',
+    });
+    const holder = await deps.control.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE dbfleet.job_event_log IN EXCLUSIVE MODE');
+      const drain = new AuditDrain(deps.redis, impatient, deps.prefix, deps.log);
+      await expect(drain.drainOnce()).rejects.toMatchObject({ code: '55P03' });
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+      await impatient.end();
+    }
+    expect(await deps.redis.xlen(key)).toBe(2);
+    expect(await deadLetters(deps)).toEqual([]);
+
+    await new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log).drainAll();
+    expect((await events(deps)).map((r) => r.job_id)).toEqual(['after']);
+    expect((await deadLetters(deps)).map((d) => d.error_code)).toEqual(['22P04']);
+  });
+
+  test("the board's /metrics and a worker's --metrics-port report the audit backlog and dead letters", async ({
+    deps,
+    spawnWorker,
+  }) => {
+    const key = auditStreamKey(deps.prefix);
+    await deps.redis.xadd(key, '*', EVENT_FIELD, 'wrong\tshape\n');
+    await deps.audit.record(auditEvent(deps, 'good'));
+    await deps.audit.flushed();
+    const board = await startBoard(deps, '127.0.0.1', 0);
+    try {
+      const before = await scrape(`${board.url}/metrics`);
+      expect(before.get('dbfleet_audit_backlog')).toBe(2);
+      expect(before.get('dbfleet_audit_dead_letters')).toBe(0);
+
+      // The worker's own drainer moves the bad entry and copies the good event.
+      const port = 20_000 + Math.floor(Math.random() * 20_000);
+      const worker = await spawnWorker({ args: ['--metrics-port', String(port)] });
+      const after = await eventually(async () => {
+        const samples = await scrape(`http://127.0.0.1:${port}/metrics`);
+        return samples.get('dbfleet_audit_backlog') === 0 ? samples : undefined;
+      }, 15_000);
+      expect(after.get('dbfleet_audit_dead_letters')).toBe(1);
+      expect((await events(deps)).map((r) => r.job_id)).toEqual(['good']);
+      worker.proc.kill('SIGTERM');
+      expect((await worker.exited).code).toBe(0);
+
+      const board2 = await scrape(`${board.url}/metrics`);
+      expect(board2.get('dbfleet_audit_backlog')).toBe(0);
+      expect(board2.get('dbfleet_audit_dead_letters')).toBe(1);
+    } finally {
+      await board.close();
+    }
   });
 });

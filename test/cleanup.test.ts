@@ -25,13 +25,19 @@ describe('cleanup after a run', () => {
     }
   });
 
-  test('forgetPrefix deletes that prefix’s audit rows and cursor only', async ({ deps }) => {
-    const insert = (prefix: string) =>
-      deps.control.pool.query(
+  test('forgetPrefix deletes that prefix’s audit rows, cursor and dead letters only', async ({ deps }) => {
+    const insert = async (prefix: string) => {
+      await deps.control.pool.query(
         `INSERT INTO dbfleet.job_event_log (prefix, queue, job_id, tenant, payload_digest, status, attempt, recorded_ms)
          VALUES ($1, 'load-fixtures', 'j1', 'acme', 'sha256:00', 'completed', 1, 0)`,
         [prefix],
       );
+      await deps.control.pool.query(
+        `INSERT INTO dbfleet.audit_dead_letters (prefix, entry_id, fields, error_code)
+         VALUES ($1, '1-0', $2, 'no_events_field')`,
+        [prefix, [Buffer.from('x'), Buffer.from('y')]],
+      );
+    };
     const other = `${deps.prefix}-other`;
     await insert(deps.prefix);
     await insert(other);
@@ -47,7 +53,9 @@ describe('cleanup after a run', () => {
         );
       expect(await count('dbfleet.job_events', deps.prefix)).toBe(0);
       expect(await count('dbfleet.audit_cursor', deps.prefix)).toBe(0);
+      expect(await count('dbfleet.audit_dead_letters', deps.prefix)).toBe(0);
       expect(await count('dbfleet.job_events', other)).toBe(1);
+      expect(await count('dbfleet.audit_dead_letters', other)).toBe(1);
     } finally {
       await deps.control.forgetPrefix(other);
     }

@@ -64,7 +64,7 @@ describe('control database migrations', () => {
     const runBefore = (await scratch.query('SELECT * FROM dbfleet.job_runs')).rows;
 
     expect(await new ControlDb(scratch).migrate()).toEqual(
-      controlMigrations.map((m) => m.version).filter((v) => v > 3),
+      controlMigrations.filter((m) => m.version > 3).map((m) => m.version),
     );
 
     expect(await readBack()).toEqual(before);
@@ -104,6 +104,23 @@ describe('control database migrations', () => {
     expect(await blue.tenantExists('acme')).toBe(true);
     // Rows from before are read under the run key their load used then.
     expect(await blue.rejections('p:7')).toEqual([{ line: 3, reason: 'email: Invalid email address' }]);
+  });
+
+  test('6 adds audit_dead_letters on top of 4 alone, and keeps an entry byte for byte', async ({
+    scratch,
+  }) => {
+    await migrateTo(scratch, 4);
+    await scratch.query(controlMigrations.find((m) => m.version === 6)!.sql);
+    // A NUL, a backslash, a tab and a byte that is not UTF-8: what a malformed entry may hold.
+    const fields = [Buffer.from('e4'), Buffer.from([0x00, 0x5c, 0x09, 0xff, 0x0a])];
+    await scratch.query(
+      `INSERT INTO dbfleet.audit_dead_letters (prefix, entry_id, fields, error_code)
+       VALUES ('p', '1700000000000-0', $1, '22021')`,
+      [fields],
+    );
+    expect((await scratch.query('SELECT entry_id, fields FROM dbfleet.audit_dead_letters')).rows).toEqual([
+      { entry_id: '1700000000000-0', fields },
+    ]);
   });
 
   test('a fresh database gets every version once, however many processes start together', async ({

@@ -42,7 +42,7 @@ export function createBoard(deps: FleetDeps, options: BoardOptions = {}): Board 
   const queues = new Map<JobName, Queue>(
     jobNames.map((n) => [n, new Queue(n, { connection: deps.redis, prefix: deps.prefix })]),
   );
-  const metrics = createFleetMetrics({ defaults: true });
+  const metrics = createFleetMetrics({ defaults: true, audit: deps });
 
   new Gauge({
     name: 'dbfleet_queue_jobs',

@@ -44,7 +44,7 @@ program
     const deps = await bootstrap();
     // The metrics port listens before the worker starts (and says "worker started"), so whoever
     // waits for that line can scrape at once, and a port in use fails before any job is taken.
-    const metrics = createFleetMetrics();
+    const metrics = createFleetMetrics({ audit: deps });
     const metricsServer =
       o.metricsPort === undefined
         ? undefined

@@ -32,14 +32,17 @@ const V3_COLUMNS = [
 
 const ms = (column: string) => `(extract(epoch FROM ${column}) * 1000)::bigint`;
 
-/** Copies version-3 lines into dbfleet.job_event_log, inside the caller's transaction. */
-export async function copyLegacyEvents(client: pg.PoolClient, text: Buffer): Promise<void> {
+/**
+ * Copies version-3 lines into dbfleet.job_event_log, inside the caller's transaction. Resolves to the
+ * number of rows PostgreSQL read from `text`.
+ */
+export async function copyLegacyEvents(client: pg.PoolClient, text: Buffer): Promise<number> {
   await client.query(`CREATE TEMP TABLE IF NOT EXISTS _dbfleet_v3_events (
       n bigserial, prefix text, queue text, job_id text, tenant text, requested_by text,
       payload_digest text, status text, attempt integer, enqueued_at timestamptz, started_at timestamptz,
       finished_at timestamptz, duration_ms integer, result_summary text, error_code text,
       error_message text, recorded_at timestamptz) ON COMMIT DELETE ROWS`);
-  await copyInto(client, '_dbfleet_v3_events', V3_COLUMNS, text);
+  const rows = await copyInto(client, '_dbfleet_v3_events', V3_COLUMNS, text);
   await client.query(`
     INSERT INTO dbfleet.job_event_log (prefix, queue, job_id, tenant, requested_by, payload_digest, status,
                                        attempt, enqueued_ms, started_ms, duration_ms, result_summary,
@@ -48,4 +51,5 @@ export async function copyLegacyEvents(client: pg.PoolClient, text: Buffer): Pro
            ${ms('started_at')}, duration_ms, result_summary, error_code, error_message, ${ms('recorded_at')}
     FROM _dbfleet_v3_events ORDER BY n;
     TRUNCATE _dbfleet_v3_events`);
+  return rows;
 }

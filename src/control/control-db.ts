@@ -130,11 +130,24 @@ export class ControlDb {
     return rows.map((r) => ({ line: Number(r.line), reason: r.reason }));
   }
 
-  /** Deletes a prefix's audit events, drain cursor and rejections (a finished test's or benchmark's). */
+  /** How many audit stream entries of this prefix the drainer moved to dbfleet.audit_dead_letters. */
+  async auditDeadLetters(prefix: string): Promise<number> {
+    const { rows } = await this.pool.query<{ n: string }>(
+      'SELECT count(*) AS n FROM dbfleet.audit_dead_letters WHERE prefix = $1',
+      [prefix],
+    );
+    return Number(rows[0]!.n);
+  }
+
+  /**
+   * Deletes a prefix's audit events, drain cursor, audit dead letters and rejections (a finished
+   * test's or benchmark's).
+   */
   async forgetPrefix(prefix: string): Promise<void> {
     await this.pool.query(
       `WITH events AS (DELETE FROM dbfleet.job_event_log WHERE prefix = $1),
-            cursor AS (DELETE FROM dbfleet.audit_cursor WHERE prefix = $1)
+            cursor AS (DELETE FROM dbfleet.audit_cursor WHERE prefix = $1),
+            dead AS (DELETE FROM dbfleet.audit_dead_letters WHERE prefix = $1)
        DELETE FROM dbfleet.load_rejections WHERE prefix = $1`,
       [prefix],
     );

@@ -223,4 +223,24 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
         ADD PRIMARY KEY (prefix, id);
     `,
   },
+  {
+    version: 6,
+    name: 'audit dead letters: stream entries the drainer cannot copy',
+    // An audit stream entry the drainer cannot read, or whose COPY text PostgreSQL refuses for its
+    // data (SQLSTATE class 22 or 23) or stops reading early (an end-of-data marker), is moved here in
+    // the same transaction as the drain cursor, so the events behind it are copied rather than
+    // waiting forever. The entry is kept byte for byte: its field names and values alternating, as
+    // the stream held them (a current entry is {e4, <COPY text>}). error_code is the SQLSTATE, or
+    // no_events_field / copy_ended_early; never the server's message, which quotes the refused values.
+    sql: `
+      CREATE TABLE dbfleet.audit_dead_letters (
+        prefix       text NOT NULL,
+        entry_id     text NOT NULL,
+        fields       bytea[] NOT NULL,
+        error_code   text NOT NULL,
+        recorded_at  timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (prefix, entry_id)
+      );
+    `,
+  },
 ];

@@ -72,7 +72,8 @@ export function createDeps(env: Env, config: DbfleetConfig, log: Logger): FleetD
 
 /**
  * Deletes what a finished test or benchmark stored under its prefix: its Redis keys (queues, audit
- * outbox) and its control-database records (audit events, drain cursor, load rejections).
+ * outbox) and its control-database records (audit events, drain cursor, audit dead letters, load
+ * rejections).
  */
 export async function forgetPrefix(deps: FleetDeps): Promise<void> {
   await deleteKeysUnder(deps.redis, deps.prefix);

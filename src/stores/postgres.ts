@@ -82,16 +82,19 @@ export async function inTransaction<T>(client: pg.PoolClient, fn: () => Promise<
 
 /**
  * COPYs ready-made COPY text (see copy-text.ts) into `target` (already quoted), as one chunk:
- * pg-copy-streams sends each chunk as its own message, two socket writes apiece.
+ * pg-copy-streams sends each chunk as its own message, two socket writes apiece. Resolves to the
+ * number of rows PostgreSQL copied.
  */
 export async function copyInto(
   client: pg.PoolClient,
   target: string,
   columns: readonly string[],
   text: Buffer,
-): Promise<void> {
+): Promise<number> {
   const cols = columns.map(quoteIdent).join(', ');
-  await pipeline(Readable.from([text]), client.query(copyFrom(`COPY ${target} (${cols}) FROM STDIN`)));
+  const copy = client.query(copyFrom(`COPY ${target} (${cols}) FROM STDIN`));
+  await pipeline(Readable.from([text]), copy);
+  return copy.rowCount;
 }
 
 /** A handler's view of its tenant's PostgreSQL: its schema only. */
