@@ -55,6 +55,62 @@ describe('classifyError', () => {
     expect(classifyError(zodError)).toMatchObject({ kind: 'permanent', code: 'invalid_payload' });
   });
 
+  it('never keeps the values a driver quotes: PostgreSQL data and constraint errors, MongoDB server errors', () => {
+    const outOfRange = Object.assign(new Error('date/time field value out of range: "0000-01-01"'), {
+      code: '22008',
+      severity: 'ERROR',
+      where: 'COPY users, line 3, column created_at: "0000-01-01"',
+    });
+    expect(classifyError(outOfRange)).toEqual({
+      kind: 'permanent',
+      code: 'pg_22008',
+      message: 'PostgreSQL refused the data: date/time value out of range (SQLSTATE 22008)',
+    });
+    const duplicate = Object.assign(
+      new Error('duplicate key value violates unique constraint "users_email_key"'),
+      {
+        code: '23505',
+        severity: 'ERROR',
+        detail: 'Key (email)=(alice@example.com) already exists.',
+        table: 'users',
+        constraint: 'users_email_key',
+      },
+    );
+    expect(classifyError(duplicate).message).toBe(
+      'PostgreSQL refused the data: duplicate key (SQLSTATE 23505; table users, constraint users_email_key)',
+    );
+    const mongoDup = Object.assign(
+      new Error(
+        'E11000 duplicate key error collection: t_a.users index: email_1 dup key: { email: "alice@example.com" }',
+      ),
+      { name: 'MongoServerError', code: 11000, codeName: 'DuplicateKey' },
+    );
+    expect(classifyError(mongoDup)).toEqual({
+      kind: 'permanent',
+      code: 'unique_violation',
+      message: 'MongoDB refused a duplicate key (index email_1)',
+    });
+    const mongoOther = Object.assign(new Error('cannot compare "alice" to 3'), {
+      name: 'MongoServerError',
+      code: 2,
+      codeName: 'BadValue',
+    });
+    expect(classifyError(mongoOther).message).toBe('MongoDB refused the operation (BadValue, code 2)');
+  });
+
+  it('a file source that is missing or a folder fails at once; a socket that is missing is retried', () => {
+    const fsError = (code: string, syscall: string) => Object.assign(new Error(code), { code, syscall });
+    expect(classifyError(fsError('EISDIR', 'read'))).toMatchObject({
+      kind: 'permanent',
+      code: 'source_not_a_file',
+    });
+    expect(classifyError(fsError('ENOENT', 'open'))).toMatchObject({
+      kind: 'permanent',
+      code: 'source_not_found',
+    });
+    expect(classifyError(fsError('ENOENT', 'connect')).kind).toBe('transient');
+  });
+
   it('retries what it does not recognise (attempts are bounded)', () => {
     expect(classifyError(new Error('something odd')).kind).toBe('transient');
   });
