@@ -41,10 +41,13 @@ async function events(deps: FleetDeps) {
   return rows;
 }
 
+const RUN_ID = '3b241101-e2bb-4255-8caf-4136c566a962';
+
 const auditEvent = (deps: FleetDeps, jobId: string) => ({
   prefix: deps.prefix,
   queue: 'load-fixtures',
   jobId,
+  runId: RUN_ID,
   tenant: 'acme',
   requestedBy: undefined,
   payloadDigest: 'sha256:00',
@@ -198,7 +201,7 @@ describe('audit log', () => {
     ]);
   });
 
-  test('events a worker of the version before appended (ISO times) are converted, in stream order', async ({
+  test('events workers of earlier versions appended (ISO times; no run id) are copied, in stream order', async ({
     deps,
   }) => {
     // What a version-3 worker appended during a rolling upgrade: its line format, field 'e'.
@@ -223,17 +226,29 @@ describe('audit log', () => {
       ].join('\t') + '\n';
     const key = auditStreamKey(deps.prefix);
     await deps.redis.xadd(key, '*', 'e', v3('old1', 'completed'));
+    // A worker of the version before migration 7: the current line without its last column.
+    const e4 = auditLine({ ...auditEvent(deps, 'e4job'), runId: undefined }).replace(/\t\\N\n$/, '\n');
+    await deps.redis.xadd(key, '*', 'e4', e4);
     await deps.audit.record(auditEvent(deps, 'new1'));
     await deps.audit.flushed();
     await deps.redis.xadd(key, '*', 'e', v3('old2', 'retrying') + v3('old3', 'completed'));
     await new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log).drainAll();
 
     const { rows } = await deps.control.pool.query(
-      `SELECT job_id, status, requested_by, started_at, finished_at, duration_ms, result_summary, recorded_at
+      `SELECT job_id, status, requested_by, started_at, finished_at, duration_ms, result_summary, recorded_at,
+              run_id
        FROM dbfleet.job_events WHERE prefix = $1 ORDER BY id`,
       [deps.prefix],
     );
-    expect(rows.map((r) => r.job_id)).toEqual(['old1', 'new1', 'old2', 'old3']);
+    expect(rows.map((r) => [r.job_id, r.run_id])).toEqual([
+      ['old1', null],
+      ['e4job', null],
+      ['new1', RUN_ID],
+      ['old2', null],
+      ['old3', null],
+    ]);
+    const { run_id: _, ...old1 } = rows[0];
+    rows[0] = old1;
     expect(rows[0]).toEqual({
       job_id: 'old1',
       status: 'completed',
@@ -244,7 +259,7 @@ describe('audit log', () => {
       result_summary: { rows: 2 },
       recorded_at: new Date('2026-11-21T10:00:01.500Z'),
     });
-    expect(rows[2]).toMatchObject({ status: 'retrying', finished_at: null });
+    expect(rows[3]).toMatchObject({ status: 'retrying', finished_at: null });
     expect(await deps.redis.xlen(key)).toBe(0);
   });
 

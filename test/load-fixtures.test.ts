@@ -439,7 +439,7 @@ test('inline rows leave the job’s stored data once it has finished, completed 
 describe('load-fixtures run identity', () => {
   test.for(['postgres', 'mongo'] as const)(
     '%s: a reused idempotency key, once its job is removed, starts a new run',
-    async (store, { client, tenant, startWorker }) => {
+    async (store, { client, tenant, startWorker, deps }) => {
       startWorker();
       const c = cases.find((k) => k.store === store)!;
       const payload = (from: number, to: number) => ({
@@ -460,6 +460,20 @@ describe('load-fixtures run identity', () => {
       expect(second.runId).not.toBe(first.runId);
       expect(await second.waitForResult()).toMatchObject({ read: 7, loaded: 7, rejected: 0, resumedFrom: 0 });
       expect(await c.count(tenant)).toBe(12);
+      // The audit log tells the two runs of the one job id apart.
+      await vi.waitFor(async () => {
+        const { rows } = await deps.control.pool.query(
+          `SELECT run_id, status, attempts FROM dbfleet.job_runs WHERE prefix = $1 AND job_id = $2 ORDER BY updated_at`,
+          [deps.prefix, first.id],
+        );
+        expect(rows).toEqual([
+          { run_id: first.runId, status: 'completed', attempts: 1 },
+          { run_id: second.runId, status: 'completed', attempts: 1 },
+        ]);
+      });
+      expect(await deps.control.jobRun(deps.prefix, 'load-fixtures', first.id)).toMatchObject({
+        run_id: second.runId,
+      });
       // While the job is there, the same key gives the same job and run.
       const again = await client.enqueue('load-fixtures', payload(20, 21), { idempotencyKey: 'nightly' });
       expect({ id: again.id, runId: again.runId }).toEqual({ id: second.id, runId: second.runId });

@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger.ts';
 import { copyInto, inTransaction, withPoolClient } from '../stores/postgres.ts';
 import { copyLegacyEvents, LEGACY_EVENT_FIELD } from './audit-legacy.ts';
-import { AUDIT_COLUMNS, auditStreamKey, EVENT_FIELD } from './audit-outbox.ts';
+import { AUDIT_COLUMNS, AUDIT_COLUMNS_E4, auditStreamKey, EVENT_FIELD } from './audit-outbox.ts';
 
 /** Stream entries per transaction; each holds the events of one event-loop turn of one process. */
 const BATCH_ENTRIES = 200;
@@ -41,10 +41,23 @@ class CopyEndedEarly extends Error {
   }
 }
 
-/** A stream entry's events: COPY text lines, in the current format or the earlier one. */
+/**
+ * The line formats the drainer reads, by stream field: the current one and those workers of earlier
+ * versions still append during a rolling upgrade.
+ */
+const FORMATS = {
+  [EVENT_FIELD]: (client: pg.PoolClient, text: Buffer) =>
+    copyInto(client, 'dbfleet.job_event_log', AUDIT_COLUMNS, text),
+  e4: (client: pg.PoolClient, text: Buffer) =>
+    copyInto(client, 'dbfleet.job_event_log', AUDIT_COLUMNS_E4, text),
+  [LEGACY_EVENT_FIELD]: copyLegacyEvents,
+} as const;
+type Format = keyof typeof FORMATS;
+
+/** A stream entry's events: COPY text lines in one of the formats. */
 interface Entry {
   id: string;
-  legacy: boolean;
+  format: Format;
   text: Buffer;
 }
 
@@ -225,14 +238,11 @@ export class AuditDrain {
  */
 async function copyEntries(client: pg.PoolClient, entries: readonly Entry[]): Promise<void> {
   for (let start = 0; start < entries.length;) {
-    const legacy = entries[start]!.legacy;
+    const format = entries[start]!.format;
     let end = start + 1;
-    while (end < entries.length && entries[end]!.legacy === legacy) end++;
+    while (end < entries.length && entries[end]!.format === format) end++;
     const run = entries.slice(start, end);
-    const text = Buffer.concat(run.map((e) => e.text));
-    const rows = legacy
-      ? await copyLegacyEvents(client, text)
-      : await copyInto(client, 'dbfleet.job_event_log', AUDIT_COLUMNS, text);
+    const rows = await FORMATS[format](client, Buffer.concat(run.map((e) => e.text)));
     if (rows !== run.reduce((n, e) => n + lineCount(e.text), 0)) throw new CopyEndedEarly();
     start = end;
   }
@@ -291,12 +301,11 @@ function refusedDataCode(err: unknown): string | undefined {
     : undefined;
 }
 
-/** The COPY text an entry carries and whether it is in the earlier line format; undefined if none. */
-function eventsOf(fields: Buffer[]): { legacy: boolean; text: Buffer } | undefined {
+/** The COPY text an entry carries and its line format; undefined if it carries none. */
+function eventsOf(fields: Buffer[]): { format: Format; text: Buffer } | undefined {
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i]!.toString();
-    if (name === EVENT_FIELD) return { legacy: false, text: fields[i + 1]! };
-    if (name === LEGACY_EVENT_FIELD) return { legacy: true, text: fields[i + 1]! };
+    if (Object.hasOwn(FORMATS, name)) return { format: name as Format, text: fields[i + 1]! };
   }
   return undefined;
 }

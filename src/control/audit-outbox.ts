@@ -25,6 +25,8 @@ export interface AuditEvent {
   prefix: string;
   queue: string;
   jobId: string;
+  /** The run this attempt belongs to; unknown only for a job refused before its envelope was read. */
+  runId: string | undefined;
   tenant: string;
   requestedBy: string | undefined;
   payloadDigest: string;
@@ -45,12 +47,13 @@ export const auditStreamKey = (prefix: string) => `${prefix}:dbfleet:audit`;
 
 /**
  * Field name of the single field each stream entry carries (COPY text lines, one per event). Named
- * for the line format: entries of an earlier format carry another field (see audit-legacy.ts).
+ * for the line format, after the control migration that introduced it: entries of an earlier format
+ * carry another field (see audit-legacy.ts), and the drainer copies each by its own columns.
  */
-export const EVENT_FIELD = 'e4';
+export const EVENT_FIELD = 'e7';
 
-/** dbfleet.job_event_log columns, in the order of each line's values. */
-export const AUDIT_COLUMNS = [
+/** The columns of migration 4's lines (field 'e4'): the current ones but the run id. */
+export const AUDIT_COLUMNS_E4 = [
   'prefix',
   'queue',
   'job_id',
@@ -67,6 +70,9 @@ export const AUDIT_COLUMNS = [
   'error_message',
   'recorded_ms',
 ] as const;
+
+/** dbfleet.job_event_log columns, in the order of each line's values. */
+export const AUDIT_COLUMNS = [...AUDIT_COLUMNS_E4, 'run_id'] as const;
 
 /** One event as a line of COPY text, in AUDIT_COLUMNS order. */
 export function auditLine(e: AuditEvent): string {
@@ -103,6 +109,8 @@ export function auditLine(e: AuditEvent): string {
     auditText(e.errorMessage) +
     '\t' +
     wholeNumber(e.at) +
+    '\t' +
+    copyValue(e.runId) +
     '\n'
   );
 }

@@ -17,6 +17,7 @@ export interface JobRunRow {
   result_summary: unknown;
   error_code: string | null;
   error_message: string | null;
+  run_id: string | null;
 }
 
 // Arbitrary constant: the advisory lock that serialises control-schema migrations.
@@ -100,9 +101,10 @@ export class ControlDb {
     return rowCount === 1;
   }
 
+  /** The latest run of a job id (an id may name several runs over time). */
   async jobRun(prefix: string, queue: string, jobId: string): Promise<JobRunRow | undefined> {
     const { rows } = await this.pool.query<JobRunRow>(
-      'SELECT * FROM dbfleet.job_runs WHERE prefix = $1 AND queue = $2 AND job_id = $3',
+      'SELECT * FROM dbfleet.job_runs WHERE prefix = $1 AND queue = $2 AND job_id = $3 ORDER BY updated_at DESC LIMIT 1',
       [prefix, queue, jobId],
     );
     return rows[0];

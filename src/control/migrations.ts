@@ -243,4 +243,35 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
       );
     `,
   },
+  {
+    version: 7,
+    name: 'audit events carry their run id; job_runs has a row per run',
+    // A job id names different runs over time (an idempotency key reused once its job is removed; ids
+    // restarting after Redis lost its data), so each event records its run, and job_runs gives each
+    // run's latest state. Events from before have no run id: each job's form one run, as before.
+    sql: `
+      ALTER TABLE dbfleet.job_event_log ADD COLUMN run_id text COLLATE "C";
+      DROP VIEW dbfleet.job_runs;
+      DROP VIEW dbfleet.job_events;
+      CREATE VIEW dbfleet.job_events AS
+      SELECT id, prefix, queue, job_id, tenant, requested_by, payload_digest, status, attempt,
+             to_timestamp(enqueued_ms / 1000.0::float8) AS enqueued_at,
+             to_timestamp(started_ms / 1000.0::float8) AS started_at,
+             CASE WHEN status IN ('completed', 'failed') THEN to_timestamp(recorded_ms / 1000.0::float8) END
+               AS finished_at,
+             duration_ms, result_summary::json AS result_summary, error_code, error_message,
+             to_timestamp(recorded_ms / 1000.0::float8) AS recorded_at, run_id
+      FROM dbfleet.job_event_log;
+
+      CREATE VIEW dbfleet.job_runs AS
+      SELECT DISTINCT ON (e.prefix, e.queue, e.job_id, e.run_id)
+             e.prefix, e.queue, e.job_id, e.tenant, e.requested_by, e.payload_digest, e.status,
+             max(e.attempt) OVER run AS attempts, e.enqueued_at, min(e.started_at) OVER run AS started_at,
+             e.finished_at, e.duration_ms, e.result_summary, e.error_code, e.error_message,
+             e.recorded_at AS updated_at, e.run_id
+      FROM dbfleet.job_events e
+      WINDOW run AS (PARTITION BY e.prefix, e.queue, e.job_id, e.run_id)
+      ORDER BY e.prefix, e.queue, e.job_id, e.run_id, e.id DESC;
+    `,
+  },
 ];

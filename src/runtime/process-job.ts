@@ -49,6 +49,7 @@ export async function processJob(
     prefix: deps.prefix,
     queue: type,
     jobId: job.id!,
+    runId: undefined,
     tenant,
     requestedBy: job.data?.requestedBy,
     // Jobs from older producers carry no digest: computed below, once the payload has passed.
@@ -73,7 +74,7 @@ export async function processJob(
   try {
     const payload = parsePayload(type, job.data?.payload);
     if (!event.payloadDigest) event.payloadDigest = payloadDigest(payload);
-    ctx.runId = runIdOf(job.data, deps.prefix, job.id!);
+    ctx.runId = event.runId = runIdOf(job.data, deps.prefix, job.id!);
     // The cached answer without an await: most jobs are for tenants this worker has seen.
     if (tenant !== 'all' && !deps.tenants.isKnown(tenant)) await deps.tenants.assertKnown(tenant);
     if (deps.log.isLevelEnabled('info')) ctx.log.info('job started');

@@ -23,6 +23,7 @@ function generic(e: AuditEvent): string {
       error_code: e.errorCode,
       error_message: e.errorMessage,
       recorded_ms: whole(e.at),
+      run_id: e.runId,
     },
     AUDIT_COLUMNS,
   );
@@ -33,6 +34,7 @@ describe('auditLine', () => {
     prefix: 'dbfleet',
     queue: 'load-fixtures',
     jobId: 'job\t1',
+    runId: '3b241101-e2bb-4255-8caf-4136c566a962',
     tenant: 'acme',
     requestedBy: 'ops\\me',
     payloadDigest: 'sha256:ab',
@@ -56,6 +58,7 @@ describe('auditLine', () => {
       resultSummary: undefined,
       errorCode: undefined,
       errorMessage: undefined,
+      runId: undefined,
       status: 'active',
     };
     expect(auditLine(sparse)).toBe(generic(sparse));
@@ -67,7 +70,8 @@ describe('auditLine', () => {
     expect(cols[AUDIT_COLUMNS.indexOf('started_ms')]).toBe('1001');
     expect(cols[AUDIT_COLUMNS.indexOf('enqueued_ms')]).toBe('\\N');
     expect(cols[AUDIT_COLUMNS.indexOf('duration_ms')]).toBe('1958');
-    expect(cols.at(-1)).toBe(`${full.at}\n`);
+    expect(cols[AUDIT_COLUMNS.indexOf('recorded_ms')]).toBe(String(full.at));
+    expect(cols.at(-1)).toBe(`${full.runId}\n`);
     const month = auditLine({ ...full, durationMs: 31 * 24 * 3600 * 1000 }).split('\t');
     expect(month[AUDIT_COLUMNS.indexOf('duration_ms')]).toBe(String(2 ** 31 - 1)); // integer column
   });
