@@ -1,17 +1,34 @@
 /** The operator's CLI, run as a user runs it (bin/dbfleet), against the real services. */
 import { execFile } from 'node:child_process';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect, vi } from 'vitest';
+import type { Env } from '../src/config/env.ts';
 import { ROOT, test, uniqueId } from './support/fixtures.ts';
 
 const run = promisify(execFile);
 
-test('tenants, enqueue, jobs and queues commands', async ({ env, startWorker, deps, client }) => {
-  const cli = (...args: string[]) =>
+/** bin/dbfleet with the test's prefix; rejects with { code, stdout, stderr } on a non-zero exit. */
+const cliFor =
+  (env: Env, vars: Record<string, string> = {}) =>
+  (...args: string[]) =>
     run(path.join(ROOT, 'bin/dbfleet'), args, {
-      env: { ...process.env, DBFLEET_PREFIX: env.DBFLEET_PREFIX, DBFLEET_LOG_LEVEL: 'warn' },
+      env: { ...process.env, DBFLEET_PREFIX: env.DBFLEET_PREFIX, DBFLEET_LOG_LEVEL: 'warn', ...vars },
+      timeout: 60_000,
     });
+
+/** A loopback port nothing listens on: taken from the system, then released. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+test('tenants, enqueue, jobs and queues commands', async ({ env, startWorker, deps, client }) => {
+  const cli = cliFor(env);
   const tenant = uniqueId('cli');
   expect((await cli('tenants', 'add', tenant)).stdout).toContain(
     `${tenant}: added (schema and database t_${tenant}; postgres at 2, mongo at 2)`,
@@ -78,4 +95,28 @@ test('worker --metrics-port serves its Prometheus metrics on loopback', async ({
   expect(text).toContain('# TYPE dbfleet_job_failures_total counter');
   worker.proc.kill('SIGTERM');
   expect((await worker.exited).code).toBe(0);
+});
+
+test('one-shot commands exit 1 within seconds, with one line, when Redis is unreachable', async ({ env }) => {
+  const port = await closedPort();
+  const cli = cliFor(env, { DBFLEET_REDIS_URL: `redis://:a-redis-secret@127.0.0.1:${port}` });
+  const commands = [
+    ['queues', 'list'],
+    ['enqueue', 'backup', '{"tenant":"acme"}'],
+    ['jobs', 'list', 'backup'],
+    ['tenants', 'list'],
+    ['migrate', 'status', '--all'],
+  ];
+  for (const args of commands) {
+    const started = performance.now();
+    const failure = (await cli(...args).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number | null; stderr: string }) => err,
+    )) as { code: number | null; stderr: string };
+    expect(performance.now() - started, args.join(' ')).toBeLessThan(10_000);
+    expect(failure.code, args.join(' ')).toBe(1);
+    expect(failure.stderr, args.join(' ')).toBe(
+      `Redis at redis://:***@127.0.0.1:${port} is unreachable: connect ECONNREFUSED 127.0.0.1:${port}\n`,
+    );
+  }
 });
