@@ -17,7 +17,6 @@ export interface BoardAction {
   method: 'put';
   /** Bull Board's route pattern, relative to the board's base path. */
   route: string;
-  what: string;
 }
 
 /**
@@ -27,15 +26,15 @@ export interface BoardAction {
  * empty, obliterate) is refused: it cannot be undone.
  */
 export const BOARD_ACTIONS: readonly BoardAction[] = [
-  { method: 'put', route: '/api/queues/:queueName/:jobId/retry', what: 'retry a job' },
-  { method: 'put', route: '/api/queues/:queueName/retry/:queueStatus', what: 'retry every job of a state' },
-  { method: 'put', route: '/api/queues/:queueName/:jobId/clean', what: 'remove a job' },
-  { method: 'put', route: '/api/queues/:queueName/:jobId/promote', what: 'promote a delayed job' },
-  { method: 'put', route: '/api/queues/:queueName/promote', what: 'promote all delayed jobs' },
-  { method: 'put', route: '/api/queues/:queueName/pause', what: 'pause a queue' },
-  { method: 'put', route: '/api/queues/:queueName/resume', what: 'resume a queue' },
-  { method: 'put', route: '/api/queues/pause', what: 'pause all queues' },
-  { method: 'put', route: '/api/queues/resume', what: 'resume all queues' },
+  { method: 'put', route: '/api/queues/:queueName/:jobId/retry' },
+  { method: 'put', route: '/api/queues/:queueName/retry/:queueStatus' }, // every job of a state
+  { method: 'put', route: '/api/queues/:queueName/:jobId/clean' }, // remove one job
+  { method: 'put', route: '/api/queues/:queueName/:jobId/promote' },
+  { method: 'put', route: '/api/queues/:queueName/promote' }, // every delayed job
+  { method: 'put', route: '/api/queues/:queueName/pause' },
+  { method: 'put', route: '/api/queues/:queueName/resume' },
+  { method: 'put', route: '/api/queues/pause' }, // every queue
+  { method: 'put', route: '/api/queues/resume' },
 ];
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
