@@ -24,9 +24,12 @@ const REDACT = [
   '*.email',
 ];
 
-/** Connection URLs in free text: keep the host, hide the credentials. */
+/**
+ * Connection URLs in free text: keep the host, hide the credentials. The user may be empty: Redis
+ * URLs often carry only a password (`redis://:secret@host`).
+ */
 export function redactUrl(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)([^:@/\s]+):([^@/\s]+)@/gi, '$1$2:***@');
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)([^:@/\s]*):([^@/\s]+)@/gi, '$1$2:***@');
 }
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {

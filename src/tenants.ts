@@ -16,18 +16,34 @@ export interface TenantLocation {
   namespace: string;
 }
 
+/**
+ * How long a worker trusts that a tenant it saw still exists. `dbfleet tenants remove` cannot reach
+ * the long-running workers, so this bounds how long they keep running a removed tenant's jobs,
+ * while sparing the control database a query per job.
+ */
+export const KNOWN_TENANT_TTL_MS = 30_000;
+
 export class TenantDirectory {
   readonly #env: Env;
   readonly #config: DbfleetConfig;
   readonly #control: ControlDb;
-  readonly #known = new Set<string>();
+  /** Tenant id to the time (the clock's milliseconds) until which it counts as known. */
+  readonly #known = new Map<string, number>();
   readonly #vars: NodeJS.ProcessEnv;
+  readonly #now: () => number;
 
-  constructor(env: Env, config: DbfleetConfig, control: ControlDb, vars: NodeJS.ProcessEnv = process.env) {
+  constructor(
+    env: Env,
+    config: DbfleetConfig,
+    control: ControlDb,
+    vars: NodeJS.ProcessEnv = process.env,
+    now: () => number = Date.now,
+  ) {
     this.#env = env;
     this.#config = config;
     this.#control = control;
     this.#vars = vars;
+    this.#now = now;
   }
 
   locate(tenant: string): TenantLocation {
@@ -53,20 +69,28 @@ export class TenantDirectory {
     };
   }
 
-  /** Whether the tenant is known to exist without asking the database (it was seen before). */
+  /**
+   * Whether the tenant is known to exist without asking the database: it was seen less than
+   * KNOWN_TENANT_TTL_MS ago.
+   */
   isKnown(tenant: string): boolean {
-    return this.#known.has(tenant);
+    const until = this.#known.get(tenant);
+    return until !== undefined && until > this.#now();
   }
 
-  /** Throws a permanent error for a tenant that was never added; known tenants are cached. */
+  /**
+   * Throws a permanent error for a tenant that was never added or has been removed; a tenant that
+   * exists is then known for KNOWN_TENANT_TTL_MS.
+   */
   async assertKnown(tenant: string): Promise<void> {
-    if (this.#known.has(tenant)) return;
+    if (this.isKnown(tenant)) return;
     if (!(await this.#control.tenantExists(tenant))) {
+      this.#known.delete(tenant);
       throw new PermanentError(
         'unknown_tenant',
         `tenant ${tenant} does not exist (add it with: dbfleet tenants add ${tenant})`,
       );
     }
-    this.#known.add(tenant);
+    this.#known.set(tenant, this.#now() + KNOWN_TENANT_TTL_MS);
   }
 }

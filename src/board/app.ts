@@ -1,6 +1,7 @@
 /**
  * The operator's HTTP surface: Bull Board over every queue in the catalog, /healthz, /readyz and
- * Prometheus /metrics. Personal data and secrets in job data are hidden in the board's view.
+ * Prometheus /metrics. Personal data and secrets in job data are hidden in the board's view; the
+ * board changes jobs and queues only in the ways access.ts allows.
  */
 import express, { type Express } from 'express';
 import { Queue, QueueEvents } from 'bullmq';
@@ -13,8 +14,10 @@ import { redactPaths, type JobEnvelope } from '../jobs/envelope.ts';
 import { createFleetMetrics, reasonCode } from '../metrics.ts';
 import type { FleetDeps } from '../runtime/deps.ts';
 import { sameServer } from '../redis.ts';
+import { boardActionGuard, boardActionHooks, requireLoopbackHost } from './access.ts';
 import { requireAuth, type BoardCredentials } from './auth.ts';
 import { readiness } from './health.ts';
+import { JOB_STATES } from './job-states.ts';
 
 export const BOARD_PATH = '/board';
 
@@ -27,16 +30,6 @@ export interface Board {
   app: Express;
   close(): Promise<void>;
 }
-
-const STATES = [
-  'waiting',
-  'active',
-  'delayed',
-  'prioritized',
-  'completed',
-  'failed',
-  'waiting-children',
-] as const;
 
 export function createBoard(deps: FleetDeps, options: BoardOptions = {}): Board {
   const queues = new Map<JobName, Queue>(
@@ -52,8 +45,8 @@ export function createBoard(deps: FleetDeps, options: BoardOptions = {}): Board 
     async collect() {
       await Promise.all(
         [...queues].map(async ([name, q]) => {
-          const counts = await q.getJobCounts(...STATES);
-          for (const state of STATES) this.set({ queue: name, state }, counts[state] ?? 0);
+          const counts = await q.getJobCounts(...JOB_STATES);
+          for (const state of JOB_STATES) this.set({ queue: name, state }, counts[state] ?? 0);
         }),
       );
     },
@@ -94,11 +87,16 @@ export function createBoard(deps: FleetDeps, options: BoardOptions = {}): Board 
       return adapter;
     }),
     serverAdapter,
-    options: { uiConfig: { boardTitle: 'dbfleet' } },
+    // Bull Board's UI options cannot hide single actions (read-only mode hides retry and pause too),
+    // so refused buttons stay visible and answer with the 403's reason.
+    options: { uiConfig: { boardTitle: 'dbfleet' }, handlerHooks: boardActionHooks },
   });
 
   const app = express();
   app.disable('x-powered-by');
+  // Without credentials the board listens on loopback only (startBoard), and any web page could
+  // reach it there through DNS rebinding but for this.
+  if (!options.credentials) app.use(requireLoopbackHost());
   app.get('/healthz', (_req, res) => void res.json({ ok: true }));
   app.get('/readyz', async (_req, res) => {
     const report = await readiness(deps);
@@ -109,7 +107,7 @@ export function createBoard(deps: FleetDeps, options: BoardOptions = {}): Board 
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   app.get('/', (_req, res) => res.redirect(BOARD_PATH));
-  app.use(BOARD_PATH, serverAdapter.getRouter());
+  app.use(BOARD_PATH, boardActionGuard(), serverAdapter.getRouter());
 
   return {
     app,

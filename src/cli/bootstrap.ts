@@ -1,13 +1,47 @@
 /** Starts a process: environment, logger, config module, connections, control schema. */
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { createClient, type FleetClient } from '../client/client.ts';
 import { loadConfig } from '../config/define.ts';
 import { loadEnv } from '../config/env.ts';
-import { createLogger } from '../logger.ts';
+import { createLogger, redactUrl } from '../logger.ts';
 import { closeDeps, createDeps, type FleetDeps } from '../runtime/deps.ts';
 
-export async function bootstrap(options: { logToStderr?: boolean } = {}): Promise<FleetDeps> {
+/** How long a one-shot command waits for Redis to answer before it gives up. */
+export const REDIS_CONNECT_TIMEOUT_MS = 5_000;
+
+/**
+ * Connects once to Redis, without retrying, and throws a one-line error naming the server (password
+ * hidden) and the cause. The fleet's own connection retries forever, as a worker or the board must
+ * outlive a Redis restart; a one-shot command on it would hang, its queues printing every failed
+ * attempt, when the operator needs to hear at once that Redis is unreachable.
+ */
+export async function assertRedisReachable(url: string, timeoutMs = REDIS_CONNECT_TIMEOUT_MS): Promise<void> {
+  const probe = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+  });
+  // ioredis rejects connect() with "Connection is closed."; the cause is in the error event.
+  let cause: Error | undefined;
+  probe.on('error', (err: Error) => (cause = err));
+  try {
+    await probe.connect();
+  } catch (err) {
+    const reason = (cause ?? (err as Error)).message;
+    throw new Error(redactUrl(`Redis at ${url} is unreachable: ${reason}`), { cause: err });
+  } finally {
+    probe.disconnect();
+  }
+}
+
+export async function bootstrap(
+  options: { logToStderr?: boolean; oneShot?: boolean } = {},
+): Promise<FleetDeps> {
   const env = loadEnv();
+  if (options.oneShot) await assertRedisReachable(env.DBFLEET_REDIS_URL);
   const log = createLogger(env.DBFLEET_LOG_LEVEL, options.logToStderr ? pino.destination(2) : undefined);
   const config = await loadConfig(env.DBFLEET_CONFIG);
   const deps = createDeps(env, config, log);
@@ -20,9 +54,12 @@ export async function bootstrap(options: { logToStderr?: boolean } = {}): Promis
   return deps;
 }
 
-/** Runs `fn` with fresh deps and always closes them: for one-shot commands. */
+/**
+ * Runs `fn` with fresh deps and always closes them: for one-shot commands, which fail within
+ * REDIS_CONNECT_TIMEOUT_MS when Redis does not answer.
+ */
 export async function withDeps<T>(fn: (deps: FleetDeps) => Promise<T>): Promise<T> {
-  const deps = await bootstrap({ logToStderr: true });
+  const deps = await bootstrap({ logToStderr: true, oneShot: true });
   try {
     return await fn(deps);
   } finally {

@@ -6,8 +6,9 @@
  */
 import type { Dataset } from '../../demo/generate.ts';
 import { readFile } from 'node:fs/promises';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { isJobName, jobNames, type JobName } from '../../queues/index.ts';
+import { JOB_STATES, type JobState } from '../board/job-states.ts';
 import { closeDeps } from '../runtime/deps.ts';
 import { bootstrap, onShutdownSignal, withClient, withDeps } from './bootstrap.ts';
 import { registerMigrate } from './migrate-command.ts';
@@ -95,7 +96,7 @@ program
   .option('--key <idempotencyKey>', 'idempotency key: the same key gives the same job')
   .option('--requested-by <who>', 'recorded in the audit log')
   .option('--priority <n>', 'BullMQ priority (1 is highest)', int)
-  .option('--wait', 'wait for the result and print it')
+  .option('--wait', 'wait for the result and print it with the id')
   .option('--timeout <ms>', 'with --wait: give up after this long', int, 600_000)
   .action(
     async (
@@ -110,8 +111,11 @@ program
           requestedBy: o.requestedBy ?? process.env.USER,
           priority: o.priority,
         });
-        print({ type, id: job.id });
-        if (o.wait) print(await job.waitForResult({ timeoutMs: o.timeout }));
+        // One JSON document on stdout, so that it parses as a whole; the id goes to stderr at once,
+        // for whoever waits long or sees the job fail.
+        if (!o.wait) return print({ type, id: job.id });
+        console.error(`${type} job ${job.id} enqueued; waiting for it`);
+        print({ type, id: job.id, result: await job.waitForResult({ timeoutMs: o.timeout }) });
       });
     },
   );
@@ -135,6 +139,19 @@ tenants
           `${id}: ${created ? 'added' : 'already present'} (schema and database ${namespace}${at ? `; ${at}` : ''})`,
         );
       }
+    });
+  });
+tenants
+  .command('remove')
+  .description('unregister tenants, so that their jobs are refused; their data stays unless --drop-data')
+  .argument('<ids...>')
+  .option('--drop-data', 'also drop their PostgreSQL schema and MongoDB database (needs --confirm)')
+  .option('--confirm', 'with --drop-data: really drop; without it, print what would be dropped and exit 2')
+  .action(async (ids: string[], o: { dropData?: boolean; confirm?: boolean }) => {
+    const { removeTenants } = await import('./tenants-remove.ts');
+    await withDeps(async (deps) => {
+      const options = { dropData: Boolean(o.dropData), confirm: Boolean(o.confirm) };
+      process.exitCode = await removeTenants(deps, ids, options);
     });
   });
 tenants
@@ -175,21 +192,20 @@ const jobs = program.command('jobs').description('inspect, retry and remove jobs
 jobs
   .command('list')
   .argument('<type>', 'queue', jobType)
-  .option('--state <state>', 'waiting, active, delayed, completed or failed', 'failed')
+  .addOption(new Option('--state <state>', 'jobs in this state').choices(JOB_STATES).default('failed'))
   .option('--limit <n>', 'at most this many', int, 20)
-  .action(
-    (type: JobName, o: { state: 'waiting' | 'active' | 'delayed' | 'completed' | 'failed'; limit: number }) =>
-      withClient(async (client) => {
-        const list = await client.queue(type).getJobs([o.state], 0, o.limit - 1);
-        console.table(
-          list.map((j) => ({
-            id: j.id,
-            name: j.name,
-            attempts: j.attemptsMade,
-            failedReason: j.failedReason,
-          })),
-        );
-      }),
+  .action((type: JobName, o: { state: JobState; limit: number }) =>
+    withClient(async (client) => {
+      const list = await client.queue(type).getJobs([o.state], 0, o.limit - 1);
+      console.table(
+        list.map((j) => ({
+          id: j.id,
+          name: j.name,
+          attempts: j.attemptsMade,
+          failedReason: j.failedReason,
+        })),
+      );
+    }),
   );
 jobs
   .command('show')
