@@ -216,7 +216,7 @@ jobs
     withClient(async (client, deps) => {
       const job = await client.queue(type).getJob(id);
       print({
-        state: job ? await job.getState() : 'not in Redis (removed after retention)',
+        state: job ? await job.getState() : 'not in Redis (removed, or past its retention)',
         progress: job?.progress,
         result: job?.returnvalue,
         failedReason: job?.failedReason,

@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { z } from 'zod';
+import { IDENTIFIER, isReservedName } from '../../queues/fields.ts';
 
 export interface TenantOverride {
   /** Name of the environment variable holding this tenant's PostgreSQL URL (its own cluster). */
@@ -55,8 +56,32 @@ export interface DbfleetConfig {
   fixtures?: Record<string, z.ZodObject>;
 }
 
+/**
+ * Checks the config as it is defined: every table or collection it names for jobs to act on is a
+ * valid identifier outside the names the fleet reserves for its own records.
+ */
 export function defineConfig(config: DbfleetConfig): DbfleetConfig {
+  const problems = targetProblems(config);
+  if (problems.length > 0) throw new Error(`invalid dbfleet config:\n  ${problems.join('\n  ')}`);
   return config;
+}
+
+function targetProblems(config: DbfleetConfig): string[] {
+  const targets: [string, string][] = [
+    ...(config.personalData ?? []).map((p, i): [string, string] => [`personalData[${i}].name`, p.name]),
+    ...(config.retention ?? []).map((r, i): [string, string] => [`retention[${i}].target`, r.target]),
+    ...(config.validation ?? []).flatMap((v, i): [string, string][] => [
+      [`validation[${i}].target`, v.target],
+      ...(v.references
+        ? [[`validation[${i}].references.target`, v.references.target] as [string, string]]
+        : []),
+    ]),
+  ];
+  return targets.flatMap(([where, name]) => {
+    if (!IDENTIFIER.test(name)) return [`${where}: ${JSON.stringify(name)} is not an identifier`];
+    if (isReservedName(name)) return [`${where}: ${name} is reserved for the fleet's own records`];
+    return [];
+  });
 }
 
 /** Loads the config module: the path given, else `dbfleet.config.ts` in the working folder, else empty. */
