@@ -55,14 +55,14 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
      ON CONFLICT (load_key) DO UPDATE SET progress = EXCLUDED.progress, updated_at = now()`;
 
   /** upsert: the batch goes into a temporary table, and from there into the target. */
-  const upsertSql = (key: readonly string[]) => {
+  const fromBatchTable = (key: readonly string[]) => {
     const updates = o.columns
       .filter((c) => !key.includes(c))
       .map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
     return `INSERT INTO ${target} (${cols}) SELECT ${cols} FROM ${BATCH_TABLE}
       ON CONFLICT (${key.map(quoteIdent).join(', ')}) DO ${updates.length ? `UPDATE SET ${updates.join(', ')}` : 'NOTHING'}`;
   };
-  const upsert = o.mode === 'upsert' ? upsertSql(o.key!) : undefined;
+  const upsertSql = o.mode === 'upsert' ? fromBatchTable(o.key!) : undefined;
 
   // insert and replace encode each row as it arrives; upsert keeps rows to drop repeated keys.
   const text = new CopyTextBuffer();
@@ -86,7 +86,7 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
    */
   async function writeRows(batch: CopyBatch, refusals: Rejection[]): Promise<void> {
     const client = o.client;
-    const copied = upsert ? BATCH_TABLE : o.table;
+    const copied = upsertSql ? BATCH_TABLE : o.table;
     /** Rows went in since the savepoint was set: move it past them before the next attempt. */
     let moved = false;
 
@@ -95,13 +95,13 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
       if (moved) {
         // upsert: the temporary table held the rows that went in; it starts empty for the next ones.
         await client.query(
-          `${upsert ? `TRUNCATE ${BATCH_TABLE}; ` : ''}RELEASE SAVEPOINT ${SAVEPOINT}; SAVEPOINT ${SAVEPOINT}`,
+          `${upsertSql ? `TRUNCATE ${BATCH_TABLE}; ` : ''}RELEASE SAVEPOINT ${SAVEPOINT}; SAVEPOINT ${SAVEPOINT}`,
         );
         moved = false;
       }
       try {
-        await copyInto(client, upsert ? BATCH_TABLE : target, o.columns, batch.slice(from, to));
-        if (upsert) await client.query(upsert);
+        await copyInto(client, upsertSql ? BATCH_TABLE : target, o.columns, batch.slice(from, to));
+        if (upsertSql) await client.query(upsertSql);
         moved = true;
         return undefined;
       } catch (err) {
@@ -126,8 +126,9 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
         refuse(from, err);
         return to;
       }
-      // A COPY's error names the line it stopped at: the rows before it went in, so they go in
-      // again, and then that row fails again as it did, since the table is as it was then.
+      // A COPY's error names the line it stopped at. The rows before it passed: they go in again,
+      // and when they all do, the table is as it was when that row failed, so it is rejected
+      // without another try. (A check made after the last row, a foreign key's, names no line.)
       const line = copyContext(err, copied, o.columns).line;
       const named = line && line <= to - from ? from + line - 1 : undefined;
       if (named === undefined) {
@@ -198,13 +199,13 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
           [
             'BEGIN',
             ...(o.mode === 'replace' && next.batches === 1 ? [`TRUNCATE ${target}`] : []),
-            ...(upsert && batch.count > 0
+            ...(upsertSql && batch.count > 0
               ? [`CREATE TEMP TABLE ${BATCH_TABLE} (LIKE ${target} INCLUDING DEFAULTS) ON COMMIT DROP`]
               : []),
             `SAVEPOINT ${SAVEPOINT}`,
           ].join('; '),
         );
-        if (upsert && batch.count > 0) {
+        if (upsertSql && batch.count > 0) {
           const unique = new CopyTextBuffer();
           for (const row of lastByKey(batch.rows, o.key!)) encode(unique, row, batch.refused);
           await writeRows(unique.take(), batch.refused);
