@@ -86,8 +86,8 @@ export function copyContext(
 
 /**
  * Why PostgreSQL refused a row, from its SQLSTATE, constraint and column names only:
- * `refused by PostgreSQL: duplicate key (constraint users_pkey)`. `copy` names the COPY's target
- * and columns, to find the column in the error's context.
+ * `refused by PostgreSQL: duplicate key (constraint users_pkey, SQLSTATE 23505)`. `copy` names the
+ * COPY's target and columns, to find the column in the error's context.
  */
 export function refusalReason(err: PgError, copy?: { relation: string; columns: readonly string[] }): string {
   const what = NAMES[err.code] ?? (err.code.startsWith('22') ? 'invalid data' : 'constraint violated');
