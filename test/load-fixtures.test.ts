@@ -9,7 +9,7 @@ import { describe, expect, vi } from 'vitest';
 import { generateFile } from '../demo/generate.ts';
 import { fixtures } from '../demo/fixtures.ts';
 import { eventually, test, type TenantHandle } from './support/fixtures.ts';
-import { fileLoad } from './support/loads.ts';
+import { countRows, fileLoad } from './support/loads.ts';
 import { deleteKeysUnder } from '../src/redis.ts';
 
 type StoreCase = {
@@ -177,7 +177,7 @@ describe.for(cases)('load-fixtures into $store', (c) => {
         ? j
         : undefined;
     });
-    // It completed (a second COPY would have failed on the primary key) and skipped every row.
+    // It skipped every row (a second COPY would have had every row refused as a duplicate key).
     expect(await again.getState()).toBe('completed');
     expect(again.returnvalue).toMatchObject({ loaded: 20, rejected: 0 });
     expect(await c.count(tenant)).toBe(20);
@@ -665,5 +665,275 @@ describe('load-fixtures keeps personal data out of the fleet’s records', () =>
     for (const place of [text, JSON.stringify(audit), worker.output()]) {
       expect(place).not.toMatch(/SECRET|0000-01-01/);
     }
+  });
+});
+
+describe('rows PostgreSQL refuses', () => {
+  const user = cases[0]!.row;
+  const users = (tenant: TenantHandle) =>
+    tenant.pg.withClient(async (c) =>
+      (
+        await c.query<{ id: string; email: string; display_name: string; birth_year: number | null }>(
+          'SELECT id, email, display_name, birth_year FROM users ORDER BY id',
+        )
+      ).rows.map((r) => ({ ...r, id: Number(r.id) })),
+    );
+  const sql = (tenant: TenantHandle, text: string) => tenant.pg.withClient((c) => c.query(text));
+  /** Users 1 to 3 already there, and a CHECK constraint the fixture schema does not know. */
+  const existing = async (tenant: TenantHandle) => {
+    await sql(
+      tenant,
+      `INSERT INTO users (id, email, display_name, created_at)
+       SELECT i, 'u' || i || '@example.test', 'User ' || i, '2026-01-01' FROM generate_series(1, 3) i;
+       ALTER TABLE users ADD CONSTRAINT users_born_by_2010 CHECK (birth_year <= 2010)`,
+    );
+  };
+  const load = (tenant: string, rows: unknown[], extra: object = {}) => ({
+    tenant,
+    target: { store: 'postgres' as const, name: 'users' },
+    schema: 'users',
+    source: { type: 'inline' as const, rows },
+    batchSize: 100,
+    ...extra,
+  });
+  const reason = (what: string, names: string) => `refused by PostgreSQL: ${what} (${names})`;
+  const outOfRange = reason('date/time value out of range', 'column created_at, SQLSTATE 22008');
+  const duplicate = (constraint: string) =>
+    reason('duplicate key', `constraint ${constraint}, SQLSTATE 23505`);
+  const tooYoung = reason('check constraint failed', 'constraint users_born_by_2010, SQLSTATE 23514');
+  /** The values the refused rows held: none may appear in a reason (rows may be personal data). */
+  const expectNoValues = (reasons: string[], values: string[]) => {
+    for (const r of reasons) for (const v of values) expect(r).not.toContain(v);
+  };
+
+  test('insert: each refused row is rejected with its line and reason, the others land', async ({
+    client,
+    tenant,
+    startWorker,
+    deps,
+  }) => {
+    startWorker();
+    await existing(tenant);
+    const job = await client.enqueue(
+      'load-fixtures',
+      load(tenant.id, [
+        user(4),
+        { ...user(5), created_at: '0000-01-01' }, // 22008: year 0 does not exist
+        user(6),
+        { ...user(1), email: 'again1@example.test' }, // primary key of a row already there
+        user(7),
+        { ...user(7), email: 'twin7@example.test', display_name: 'Twin' }, // key of line 5
+        { ...user(8), birth_year: 2020 }, // the table's CHECK constraint
+        { ...user(9), email: 'u2@example.test' }, // unique email of a row already there
+        user(10),
+        user(11),
+      ]),
+    );
+    const result = await job.waitForResult({ timeoutMs: 30_000 });
+    expect(result).toMatchObject({ read: 10, loaded: 5, rejected: 5, batches: 1 });
+    expect(result.sampleRejections).toEqual([
+      { line: 2, reason: outOfRange },
+      { line: 4, reason: duplicate('users_pkey') },
+      { line: 6, reason: duplicate('users_pkey') },
+      { line: 7, reason: tooYoung },
+      { line: 8, reason: duplicate('users_email_key') },
+    ]);
+    expect(await deps.control.rejections(job.runId)).toEqual(result.sampleRejections);
+    const named = (i: number, display = `User ${i}`) => ({
+      id: i,
+      email: `u${i}@example.test`,
+      display_name: display,
+      birth_year: null,
+    });
+    expect(await users(tenant)).toEqual([1, 2, 3, 4, 6, 7, 10, 11].map((i) => named(i)));
+    expectNoValues(
+      result.sampleRejections.map((r) => r.reason),
+      ['0000', 'again1', 'twin7', 'Twin', '2020', 'u2@', '"'],
+    );
+  });
+
+  test('upsert: refused rows are rejected, in the temporary table and in the INSERT', async ({
+    client,
+    tenant,
+    startWorker,
+  }) => {
+    startWorker();
+    await existing(tenant);
+    const job = await client.enqueue(
+      'load-fixtures',
+      load(
+        tenant.id,
+        [
+          { ...user(1), display_name: 'Renamed 1' },
+          { ...user(4), created_at: '0000-01-01' }, // refused by the COPY into the temporary table
+          { ...user(5), email: 'u2@example.test' }, // refused by the INSERT: another row's email
+          { ...user(6), birth_year: 2020 }, // refused by the INSERT: the CHECK constraint
+          user(7),
+          { ...user(2), display_name: 'Renamed 2' },
+          { ...user(8), email: 'shared@example.test' },
+          { ...user(9), email: 'shared@example.test' }, // the email of line 7
+        ],
+        { mode: 'upsert', key: ['id'] },
+      ),
+    );
+    const result = await job.waitForResult({ timeoutMs: 30_000 });
+    expect(result).toMatchObject({ read: 8, loaded: 4, rejected: 4 });
+    expect(result.sampleRejections).toEqual([
+      { line: 2, reason: outOfRange },
+      { line: 3, reason: duplicate('users_email_key') },
+      { line: 4, reason: tooYoung },
+      { line: 8, reason: duplicate('users_email_key') },
+    ]);
+    expect((await users(tenant)).map((u) => [u.id, u.email, u.display_name])).toEqual([
+      [1, 'u1@example.test', 'Renamed 1'],
+      [2, 'u2@example.test', 'Renamed 2'],
+      [3, 'u3@example.test', 'User 3'],
+      [7, 'u7@example.test', 'User 7'],
+      [8, 'shared@example.test', 'User 8'],
+    ]);
+    expectNoValues(
+      result.sampleRejections.map((r) => r.reason),
+      ['0000', 'u2@', 'shared', '2020', '"'],
+    );
+  });
+
+  test('replace: the table is emptied even when rows of its first batch are refused', async ({
+    client,
+    tenant,
+    startWorker,
+  }) => {
+    startWorker();
+    await existing(tenant);
+    // consent, since TRUNCATE refuses users (other tables reference it).
+    const consent = (userId: number, purpose: string, extra: object = {}) => ({
+      user_id: userId,
+      purpose,
+      granted: true,
+      updated_at: '2026-01-01',
+      ...extra,
+    });
+    await sql(
+      tenant,
+      `INSERT INTO consent VALUES (1, 'marketing', false, now()), (2, 'analytics', false, now()),
+         (3, 'personalisation', false, now())`,
+    );
+    const job = await client.enqueue('load-fixtures', {
+      ...load(
+        tenant.id,
+        [
+          consent(1, 'marketing'), // was there before: lands, since the table was emptied first
+          consent(2, 'analytics', { updated_at: '0000-01-01' }),
+          consent(1, 'marketing', { granted: false }), // key of line 1
+          consent(99, 'marketing'), // no such user
+          consent(3, 'analytics'),
+          consent(2, 'personalisation'),
+          consent(1, 'marketing', { granted: false }), // key of line 1, in the batch before
+        ],
+        { mode: 'replace', batchSize: 4 },
+      ),
+      target: { store: 'postgres', name: 'consent' },
+      schema: 'consent',
+    });
+    const result = await job.waitForResult({ timeoutMs: 30_000 });
+    expect(result).toMatchObject({ read: 7, loaded: 3, rejected: 4, batches: 2 });
+    expect(result.sampleRejections).toEqual([
+      { line: 2, reason: reason('date/time value out of range', 'column updated_at, SQLSTATE 22008') },
+      { line: 3, reason: duplicate('consent_pkey') },
+      { line: 4, reason: reason('foreign key not found', 'constraint consent_user_id_fkey, SQLSTATE 23503') },
+      { line: 7, reason: duplicate('consent_pkey') },
+    ]);
+    const rows = await tenant.pg.withClient(
+      async (c) =>
+        (await c.query('SELECT user_id::int, purpose, granted FROM consent ORDER BY user_id, purpose')).rows,
+    );
+    expect(rows).toEqual([
+      { user_id: 1, purpose: 'marketing', granted: true },
+      { user_id: 2, purpose: 'personalisation', granted: true },
+      { user_id: 3, purpose: 'analytics', granted: true },
+    ]);
+    expectNoValues(
+      result.sampleRejections.map((r) => r.reason),
+      ['0000', '99', 'marketing', '"'],
+    );
+  });
+
+  test('a batch whose every row is refused completes, loading nothing', async ({
+    client,
+    tenant,
+    startWorker,
+  }) => {
+    startWorker();
+    await existing(tenant);
+    const job = await client.enqueue(
+      'load-fixtures',
+      load(
+        tenant.id,
+        [1, 2, 3, 1, 2].map((i) => ({ ...user(i), email: `other${i}@example.test` })),
+      ),
+    );
+    const result = await job.waitForResult({ timeoutMs: 30_000 });
+    expect(result).toMatchObject({ read: 5, loaded: 0, rejected: 5, batches: 1 });
+    expect(result.sampleRejections.map((r) => r.line)).toEqual([1, 2, 3, 4, 5]);
+    expect(await countRows(tenant, 'users')).toBe(3);
+  });
+
+  test('a foreign key is checked at the end of the COPY: the refused rows are found by bisection', async ({
+    client,
+    tenant,
+    startWorker,
+  }) => {
+    startWorker();
+    await existing(tenant);
+    const playlist = (i: number, userId: number) => ({
+      id: i,
+      user_id: userId,
+      name: `list ${i}`,
+      is_public: false,
+      created_at: '2026-01-01',
+    });
+    const missing = new Set([17, 18, 64, 199, 200]); // lines whose user does not exist
+    const rows = Array.from({ length: 200 }, (_, k) =>
+      playlist(k + 1, missing.has(k + 1) ? 99 : 1 + (k % 3)),
+    );
+    const job = await client.enqueue('load-fixtures', {
+      ...load(tenant.id, rows),
+      target: { store: 'postgres', name: 'playlists' },
+      schema: 'playlists',
+      batchSize: 1000,
+    });
+    const result = await job.waitForResult({ timeoutMs: 30_000 });
+    expect(result).toMatchObject({ read: 200, loaded: 195, rejected: 5 });
+    const fk = reason('foreign key not found', 'constraint playlists_user_id_fkey, SQLSTATE 23503');
+    expect(result.sampleRejections).toEqual([...missing].map((line) => ({ line, reason: fk })));
+    expect(await countRows(tenant, 'playlists')).toBe(195);
+
+    // Every row refused, with nothing in the error to say which: each is tried alone in the end.
+    const none = await client.enqueue('load-fixtures', {
+      ...load(
+        tenant.id,
+        Array.from({ length: 7 }, (_, k) => playlist(1000 + k, 99)),
+      ),
+      target: { store: 'postgres', name: 'playlists' },
+      schema: 'playlists',
+    });
+    expect(await none.waitForResult({ timeoutMs: 30_000 })).toMatchObject({
+      read: 7,
+      loaded: 0,
+      rejected: 7,
+      sampleRejections: Array.from({ length: 7 }, (_, k) => ({ line: k + 1, reason: fk })),
+    });
+    expect(await countRows(tenant, 'playlists')).toBe(195);
+  });
+
+  test('a NOT NULL column the fixture schema does not write fails the load, as before', async ({
+    client,
+    tenant,
+    startWorker,
+  }) => {
+    startWorker();
+    await sql(tenant, 'ALTER TABLE users ADD COLUMN plan text NOT NULL');
+    const job = await client.enqueue('load-fixtures', load(tenant.id, [user(1), user(2)]));
+    await expect(job.waitForResult({ timeoutMs: 30_000 })).rejects.toThrow(/not_null_violation|"plan"/);
+    expect(await countRows(tenant, 'users')).toBe(0);
   });
 });

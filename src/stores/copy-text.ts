@@ -45,46 +45,97 @@ function holdsNul(value: unknown): boolean {
 }
 
 /**
+ * One batch of COPY text, one line per row, with where each row's line ends and the source line it
+ * came from: a range of rows is a view of the same bytes, so retrying part of a batch re-encodes
+ * nothing.
+ */
+export class CopyBatch {
+  readonly bytes: Buffer;
+  readonly rows: number;
+  readonly #ends: Float64Array;
+  readonly #lines: Float64Array;
+
+  constructor(bytes: Buffer, rows: number, ends: Float64Array, lines: Float64Array) {
+    this.bytes = bytes;
+    this.rows = rows;
+    this.#ends = ends;
+    this.#lines = lines;
+  }
+
+  /** The text of rows [from, to), a view of `bytes`. */
+  slice(from: number, to: number): Buffer {
+    return this.bytes.subarray(from === 0 ? 0 : this.#ends[from - 1], this.#ends[to - 1]);
+  }
+
+  /** The source line given with row `row` (0-based). */
+  line(row: number): number {
+    return this.#lines[row]!;
+  }
+}
+
+/**
  * COPY text accumulated off the JS heap. A batch of rows held as objects until its COPY survives
  * young-generation collections and gets promoted, and collecting that old generation was a quarter of
  * a million-row load's CPU; encoded at once, each row dies young and the batch is a single buffer.
+ * Per row it keeps two numbers, also off the heap: where its line ends and its source line.
  */
 export class CopyTextBuffer {
   #buf = Buffer.allocUnsafe(1 << 16);
   /** The buffer handed out by the last take(): reused by the one after, so batches allocate nothing. */
   #spare = Buffer.allocUnsafe(1 << 16);
   #length = 0;
+  #ends = new Float64Array(1024);
+  #lines = new Float64Array(1024);
+  #spareEnds = new Float64Array(1024);
+  #spareLines = new Float64Array(1024);
+  #rows = 0;
 
   /**
-   * Appends the row's line, unless PostgreSQL would refuse it: then it returns why and appends
-   * nothing (one such line would fail the whole COPY).
+   * Appends the row's line, noting `line` (its source line) for CopyBatch.line, unless PostgreSQL
+   * would refuse it: then it returns why and appends nothing (one such line would fail the whole
+   * COPY).
    */
-  appendRow(row: Record<string, unknown>, columns: readonly string[]): string | undefined {
-    const line = copyLine(row, columns);
+  appendRow(row: Record<string, unknown>, columns: readonly string[], line: number): string | undefined {
+    const text = copyLine(row, columns);
     // A NUL is raw in text and escaped (u0000) in JSON: two fast scans, the exact check only on a hit.
-    if (line.includes('\0') || line.includes('u0000')) {
+    if (text.includes('\0') || text.includes('u0000')) {
       const refusal = nulRefusal(row, columns);
       if (refusal) return refusal;
     }
-    const worst = line.length * 3; // UTF-16 code units to UTF-8 bytes, at most
+    const worst = text.length * 3; // UTF-16 code units to UTF-8 bytes, at most
     if (this.#length + worst > this.#buf.length) {
       const bigger = Buffer.allocUnsafe(Math.max(this.#buf.length * 2, this.#length + worst));
       this.#buf.copy(bigger, 0, 0, this.#length);
       this.#buf = bigger;
     }
-    this.#length += this.#buf.write(line, this.#length, 'utf8');
+    if (this.#rows === this.#ends.length) {
+      this.#ends = grown(this.#ends);
+      this.#lines = grown(this.#lines);
+    }
+    this.#length += this.#buf.write(text, this.#length, 'utf8');
+    this.#ends[this.#rows] = this.#length;
+    this.#lines[this.#rows++] = line;
     return undefined;
   }
 
   /**
-   * The text so far, and the buffer starts over. The bytes returned stay valid until the next call
-   * but one: callers write one batch at a time, and large fresh allocations per batch made V8 run
-   * full collections for the external memory.
+   * The batch so far, and the buffer starts over. The batch stays valid until the next call but
+   * one: callers write one batch at a time, and large fresh allocations per batch made V8 run full
+   * collections for the external memory.
    */
-  take(): Buffer {
-    const out = this.#buf.subarray(0, this.#length);
+  take(): CopyBatch {
+    const out = new CopyBatch(this.#buf.subarray(0, this.#length), this.#rows, this.#ends, this.#lines);
     [this.#buf, this.#spare] = [this.#spare, this.#buf];
+    [this.#ends, this.#spareEnds] = [this.#spareEnds, this.#ends];
+    [this.#lines, this.#spareLines] = [this.#spareLines, this.#lines];
     this.#length = 0;
+    this.#rows = 0;
     return out;
   }
+}
+
+function grown(numbers: Float64Array<ArrayBuffer>): Float64Array<ArrayBuffer> {
+  const bigger = new Float64Array(numbers.length * 2);
+  bigger.set(numbers);
+  return bigger;
 }

@@ -1,16 +1,23 @@
 /**
  * Loads batches into a tenant table with COPY. Each batch commits together with its checkpoint row
  * (in the tenant's schema, same transaction), so a crash anywhere leaves either both or neither: a
- * retried job resumes at the exact record, with no duplicates and no gaps.
+ * retried job resumes at the exact record, with no duplicates and no gaps. Rows PostgreSQL refuses
+ * (a date out of range, a duplicate key...) are rejected one by one inside the batch's transaction,
+ * with savepoints, and the batch's other rows commit (see writeRows).
  */
 import type pg from 'pg';
 import { PermanentError } from '../../src/errors.ts';
 import { copyInto, type TenantPostgres } from '../../src/stores/postgres.ts';
 import { quoteIdent } from '../../src/stores/identifiers.ts';
-import { CopyTextBuffer } from '../../src/stores/copy-text.ts';
+import { CopyTextBuffer, type CopyBatch } from '../../src/stores/copy-text.ts';
+import { copyContext, refusalReason, rowRefusal, type PgError } from './pg-refusal.ts';
 import { withRefused, type Progress, type Rejection, type Row, type Sink } from './sink.ts';
 
 const CHECKPOINTS = '_dbfleet_load_checkpoints';
+/** upsert's temporary table, one per batch (dropped at commit). */
+const BATCH_TABLE = '_dbfleet_batch';
+/** Marks, inside a batch's transaction, the rows applied so far; a refused row rolls back to it. */
+const SAVEPOINT = 'dbfleet_rows';
 
 export interface PostgresSinkOptions {
   /** Names the tenant's schema and tables. */
@@ -39,12 +46,23 @@ function lastByKey(rows: Row[], key: readonly string[]): Row[] {
 export function postgresSink(o: PostgresSinkOptions): Sink {
   const target = o.pg.table(o.table);
   const checkpoints = o.pg.table(CHECKPOINTS);
+  const cols = o.columns.map(quoteIdent).join(', ');
 
   /** The checkpoint upsert as one simple statement, so that it can travel with the COMMIT. */
   const checkpointSql = (p: Progress) =>
     `INSERT INTO ${checkpoints} (load_key, progress, updated_at)
      VALUES (${o.client.escapeLiteral(o.loadKey)}, ${o.client.escapeLiteral(JSON.stringify(p))}::jsonb, now())
      ON CONFLICT (load_key) DO UPDATE SET progress = EXCLUDED.progress, updated_at = now()`;
+
+  /** upsert: the batch goes into a temporary table, and from there into the target. */
+  const fromBatchTable = (key: readonly string[]) => {
+    const updates = o.columns
+      .filter((c) => !key.includes(c))
+      .map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
+    return `INSERT INTO ${target} (${cols}) SELECT ${cols} FROM ${BATCH_TABLE}
+      ON CONFLICT (${key.map(quoteIdent).join(', ')}) DO ${updates.length ? `UPDATE SET ${updates.join(', ')}` : 'NOTHING'}`;
+  };
+  const upsertSql = o.mode === 'upsert' ? fromBatchTable(o.key!) : undefined;
 
   // insert and replace encode each row as it arrives; upsert keeps rows to drop repeated keys.
   const text = new CopyTextBuffer();
@@ -54,10 +72,89 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
   let refused: Rejection[] = [];
   /** Appends the row's line, or notes why PostgreSQL could not store it; true when appended. */
   const encode = (buffer: CopyTextBuffer, row: Row, refusals: Rejection[]) => {
-    const reason = buffer.appendRow(row.value, o.columns);
+    const reason = buffer.appendRow(row.value, o.columns, row.line);
     if (reason) refusals.push({ line: row.line, reason });
     return !reason;
   };
+
+  /**
+   * Writes the batch's rows inside the open transaction, whose savepoint marks the state before
+   * them. All at once first (one COPY: the fast path). When PostgreSQL refuses a row (see
+   * rowRefusal), the refused rows are found by bisection: a range that fails is rolled back to the
+   * savepoint and split, a range that succeeds stays applied (ranges go in order, so of two rows with
+   * one key the first lands), and a single row that fails is rejected. Any other error is thrown.
+   */
+  async function writeRows(batch: CopyBatch, refusals: Rejection[]): Promise<void> {
+    const client = o.client;
+    const copied = upsertSql ? BATCH_TABLE : o.table;
+    /** Rows went in since the savepoint was set: move it past them before the next attempt. */
+    let moved = false;
+
+    /** Applies rows [from, to) of the batch; returns the refusal when PostgreSQL refused one of them. */
+    const attempt = async (from: number, to: number): Promise<PgError | undefined> => {
+      if (moved) {
+        // upsert: the temporary table held the rows that went in; it starts empty for the next ones.
+        await client.query(
+          `${upsertSql ? `TRUNCATE ${BATCH_TABLE}; ` : ''}RELEASE SAVEPOINT ${SAVEPOINT}; SAVEPOINT ${SAVEPOINT}`,
+        );
+        moved = false;
+      }
+      try {
+        await copyInto(client, upsertSql ? BATCH_TABLE : target, o.columns, batch.slice(from, to));
+        if (upsertSql) await client.query(upsertSql);
+        moved = true;
+        return undefined;
+      } catch (err) {
+        const refusal = rowRefusal(err, o.columns);
+        if (!refusal) throw err;
+        await client.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
+        return refusal;
+      }
+    };
+    const refuse = (row: number, err: PgError) =>
+      refusals.push({
+        line: batch.line(row),
+        reason: refusalReason(err, { relation: copied, columns: o.columns }),
+      });
+
+    /**
+     * [from, to) failed as a whole with `err`. Settles its first rows (each applied or refused) and
+     * returns the first row left to apply.
+     */
+    const narrow = async (from: number, to: number, err: PgError): Promise<number> => {
+      if (to - from === 1) {
+        refuse(from, err);
+        return to;
+      }
+      // A COPY's error names the line it stopped at. The rows before it passed: they go in again,
+      // and when they all do, the table is as it was when that row failed, so it is rejected
+      // without another try. (A check made after the last row, a foreign key's, names no line.)
+      const line = copyContext(err, copied, o.columns).line;
+      const named = line && line <= to - from ? from + line - 1 : undefined;
+      if (named === undefined) {
+        const half = from + Math.floor((to - from) / 2);
+        await apply(from, half);
+        return half;
+      }
+      if (named > from) {
+        const before = await attempt(from, named);
+        if (before) return narrow(from, named, before);
+      }
+      refuse(named, err);
+      return named + 1;
+    };
+
+    /** Applies [from, to), rejecting the rows PostgreSQL refuses. */
+    const apply = async (from: number, to: number): Promise<void> => {
+      while (from < to) {
+        const err = await attempt(from, to);
+        if (!err) return;
+        from = await narrow(from, to, err);
+      }
+    };
+
+    await apply(0, batch.rows);
+  }
 
   return {
     add(line, value) {
@@ -94,35 +191,34 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
       count = 0;
       refused = [];
       const client = o.client;
-      await client.query('BEGIN');
       try {
-        // replace: empty the table in the same transaction as the first batch, so it is never seen empty.
-        if (o.mode === 'replace' && next.batches === 1) await client.query(`TRUNCATE ${target}`);
-        if (batch.count > 0 && o.mode === 'upsert') {
-          const key = o.key!;
-          await client.query(
-            `CREATE TEMP TABLE _dbfleet_batch (LIKE ${target} INCLUDING DEFAULTS) ON COMMIT DROP`,
-          );
+        // One round trip: the transaction; replace's TRUNCATE, before the savepoint so that a
+        // refused row never undoes it (the table is emptied in the first batch's transaction, so it
+        // is never seen empty); upsert's temporary table; the savepoint refused rows roll back to.
+        await client.query(
+          [
+            'BEGIN',
+            ...(o.mode === 'replace' && next.batches === 1 ? [`TRUNCATE ${target}`] : []),
+            ...(upsertSql && batch.count > 0
+              ? [`CREATE TEMP TABLE ${BATCH_TABLE} (LIKE ${target} INCLUDING DEFAULTS) ON COMMIT DROP`]
+              : []),
+            `SAVEPOINT ${SAVEPOINT}`,
+          ].join('; '),
+        );
+        if (upsertSql && batch.count > 0) {
           const unique = new CopyTextBuffer();
-          for (const row of lastByKey(batch.rows, key)) encode(unique, row, batch.refused);
-          await copyInto(client, '_dbfleet_batch', o.columns, unique.take());
-          const cols = o.columns.map(quoteIdent).join(', ');
-          const updates = o.columns
-            .filter((c) => !key.includes(c))
-            .map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
-          await client.query(
-            `INSERT INTO ${target} (${cols}) SELECT ${cols} FROM _dbfleet_batch
-             ON CONFLICT (${key.map(quoteIdent).join(', ')}) DO ${updates.length ? `UPDATE SET ${updates.join(', ')}` : 'NOTHING'}`,
-          );
+          for (const row of lastByKey(batch.rows, o.key!)) encode(unique, row, batch.refused);
+          await writeRows(unique.take(), batch.refused);
         } else if (batch.count > 0) {
-          await copyInto(client, target, o.columns, batch.text);
+          await writeRows(batch.text, batch.refused);
         }
         await client.query(`${checkpointSql(withRefused(next, batch.refused.length))}; COMMIT`);
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
         throw err;
       }
-      return batch.refused;
+      // Encoding refusals come first in the batch's list and PostgreSQL's after: in line order.
+      return batch.refused.sort((a, b) => a.line - b.line);
     },
 
     async finish(progress) {
