@@ -937,3 +937,33 @@ describe('rows PostgreSQL refuses', () => {
     expect(await countRows(tenant, 'users')).toBe(0);
   });
 });
+
+test('a load clears checkpoints no delivery or retry can need any more, and keeps the rest', async ({
+  client,
+  tenant,
+  startWorker,
+}) => {
+  startWorker();
+  const load = () =>
+    client.enqueue('load-fixtures', {
+      tenant: tenant.id,
+      target: { store: 'postgres', name: 'users' },
+      schema: 'users',
+      source: { type: 'inline', rows: [] },
+    });
+  await (await load()).waitForResult();
+  const sql = (text: string) => tenant.pg.withClient((c) => c.query(text));
+  await sql(`INSERT INTO _dbfleet_load_checkpoints (load_key, progress, updated_at) VALUES
+    ('done-8-days', '{"done": true}', now() - interval '8 days'),
+    ('done-6-days', '{"done": true}', now() - interval '6 days'),
+    ('open-31-days', '{"done": false}', now() - interval '31 days'),
+    ('open-29-days', '{"done": false}', now() - interval '29 days')`);
+  const second = await load();
+  await second.waitForResult();
+  const { rows } = await sql('SELECT load_key FROM _dbfleet_load_checkpoints ORDER BY load_key');
+  expect(rows.map((r: { load_key: string }) => r.load_key).filter((k: string) => k.includes('-'))).toEqual(
+    expect.arrayContaining(['done-6-days', 'open-29-days', second.runId]),
+  );
+  expect(rows.map((r: { load_key: string }) => r.load_key)).not.toContain('done-8-days');
+  expect(rows.map((r: { load_key: string }) => r.load_key)).not.toContain('open-31-days');
+});

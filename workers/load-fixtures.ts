@@ -19,6 +19,7 @@ import {
   type Sink,
 } from './load-fixtures/sink.ts';
 import type { Payload, Result as Results } from '../queues/index.ts';
+import { loadFixtures as loadFixturesContract } from '../queues/load-fixtures.ts';
 
 type Result = Results<'load-fixtures'>;
 
@@ -61,6 +62,10 @@ function withSink<T>(
           mode: p.mode,
           key: p.key,
           loadKey: ctx.job.runId,
+          keepSeconds: {
+            finished: loadFixturesContract.policy.keepCompleted.ageSeconds,
+            unfinished: loadFixturesContract.policy.keepFailed.ageSeconds,
+          },
         }),
       ),
     );

@@ -32,8 +32,13 @@ export interface PostgresSinkOptions {
   columns: readonly string[];
   mode: 'insert' | 'upsert' | 'replace';
   key?: readonly string[] | undefined;
-  /** Identifies this load across attempts: prefix and job id. */
+  /** Identifies this load across attempts: the run id. */
   loadKey: string;
+  /**
+   * How long checkpoints of other loads are kept once untouched: a finished one while its completed
+   * job may still be delivered again, an unfinished one while its failed job may still be retried.
+   */
+  keepSeconds: { finished: number; unfinished: number };
 }
 
 /** Last row wins within a batch: ON CONFLICT cannot update the same row twice in one statement. */
@@ -178,6 +183,12 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
         .catch((err: { code?: string }) => {
           if (err.code !== '23505' && err.code !== '42P07') throw err;
         });
+      // Checkpoints outlive their loads only while a delivery or retry may still need them.
+      await client.query(
+        `DELETE FROM ${checkpoints} WHERE load_key <> $1 AND updated_at < now() - make_interval(secs =>
+           CASE WHEN (progress->>'done')::boolean THEN $2::int ELSE $3::int END)`,
+        [o.loadKey, o.keepSeconds.finished, o.keepSeconds.unfinished],
+      );
       const saved = await client.query<{ progress: Progress }>(
         `SELECT progress FROM ${checkpoints} WHERE load_key = $1`,
         [o.loadKey],
