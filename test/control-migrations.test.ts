@@ -63,7 +63,7 @@ describe('control database migrations', () => {
     const before = await readBack();
     const runBefore = (await scratch.query('SELECT * FROM dbfleet.job_runs')).rows;
 
-    expect(await new ControlDb(scratch).migrate()).toEqual(
+    expect(await new ControlDb(scratch, 'p').migrate()).toEqual(
       controlMigrations.filter((m) => m.version > 3).map((m) => m.version),
     );
 
@@ -85,28 +85,49 @@ describe('control database migrations', () => {
     expect(Number(rows[0]!.n)).toBe(2);
   });
 
-  test('5 keys load rejections by run and gives existing tenants to the deployment that upgrades', async ({
+  test('5 keys rejections by run and gives each existing tenant to the deployments whose jobs ran for it', async ({
     scratch,
   }) => {
     await migrateTo(scratch, 4);
-    await scratch.query(`INSERT INTO dbfleet.tenants (id) VALUES ('acme'), ('globex')`);
+    await scratch.query(`INSERT INTO dbfleet.tenants (id) VALUES ('acme'), ('globex'), ('initech')`);
+    const ranFor = (prefix: string, tenant: string) =>
+      scratch.query(
+        `INSERT INTO dbfleet.job_event_log (prefix, queue, job_id, tenant, payload_digest, status, attempt, recorded_ms)
+         VALUES ($1, 'migrate', '1', $2, 'sha256:00', 'completed', 1, 0)`,
+        [prefix, tenant],
+      );
+    await ranFor('blue', 'acme');
+    await ranFor('green', 'acme');
+    await ranFor('blue', 'initech');
     await scratch.query(
       `INSERT INTO dbfleet.load_rejections (prefix, job_id, line, reason) VALUES ('p', '7', 3, 'email: Invalid email address')`,
     );
 
-    await new ControlDb(scratch, 'blue').migrate();
+    // Whoever migrates first (here a throwaway deployment) claims nothing.
+    await new ControlDb(scratch, 'test-0001').migrate();
 
-    const blue = new ControlDb(scratch, 'blue');
-    const green = new ControlDb(scratch, 'green');
-    expect((await blue.listTenants()).map((t) => t.id)).toEqual(['acme', 'globex']);
-    expect(await green.listTenants()).toEqual([]);
-    expect(await green.tenantExists('acme')).toBe(false);
-    // The same id in another deployment is a tenant of its own.
-    expect(await green.addTenant('acme')).toBe(true);
-    expect(await green.forgetTenant('acme')).toBe(true);
-    expect(await blue.tenantExists('acme')).toBe(true);
-    // Rows from before are read under the run key their load used then.
-    expect(await blue.rejections('p:7')).toEqual([{ line: 3, reason: 'email: Invalid email address' }]);
+    const [blue, green, other] = ['blue', 'green', 'test-0001'].map((p) => new ControlDb(scratch, p));
+    expect((await blue!.listTenants()).map((t) => t.id)).toEqual(['acme', 'globex', 'initech']);
+    expect((await green!.listTenants()).map((t) => t.id)).toEqual(['acme', 'globex']);
+    expect((await other!.listTenants()).map((t) => t.id)).toEqual(['globex']); // shared: never used
+    expect(await green!.tenantExists('initech')).toBe(false);
+    // A new registration is the deployment's own; a shared one stays visible to all.
+    expect(await green!.addTenant('initech')).toBe(true);
+    expect(await green!.addTenant('globex')).toBe(false);
+    expect(await green!.forgetTenant('initech')).toBe(true);
+    expect(await blue!.tenantExists('initech')).toBe(true);
+    // Rows from before are read under the run key their load used then; a worker of the version
+    // before, inserting without a run id during the upgrade, gets that key too.
+    await scratch.query(
+      `INSERT INTO dbfleet.load_rejections (prefix, job_id, line, reason) VALUES ('p', '7', 4, 'not valid JSON')`,
+    );
+    expect(await blue!.rejections('p:7')).toEqual([
+      { line: 3, reason: 'email: Invalid email address' },
+      { line: 4, reason: 'not valid JSON' },
+    ]);
+    // ... and an old worker's tenants add registers a shared tenant.
+    await scratch.query(`INSERT INTO dbfleet.tenants (id) VALUES ('hooli')`);
+    expect(await other!.tenantExists('hooli')).toBe(true);
   });
 
   test('6 adds audit_dead_letters on top of 4 alone, and keeps an entry byte for byte', async ({
@@ -129,7 +150,10 @@ describe('control database migrations', () => {
   test('a fresh database gets every version once, however many processes start together', async ({
     scratch,
   }) => {
-    const applied = await Promise.all([new ControlDb(scratch).migrate(), new ControlDb(scratch).migrate()]);
+    const applied = await Promise.all([
+      new ControlDb(scratch, 'p').migrate(),
+      new ControlDb(scratch, 'p').migrate(),
+    ]);
     expect(applied.flat().sort()).toEqual(controlMigrations.map((m) => m.version));
   });
 });

@@ -28,7 +28,7 @@ export class ControlDb {
   /** The deployment (DBFLEET_PREFIX) whose tenants this instance sees. */
   readonly prefix: string;
 
-  constructor(pool: pg.Pool, prefix = 'dbfleet') {
+  constructor(pool: pg.Pool, prefix: string) {
     this.pool = pool;
     this.prefix = prefix;
   }
@@ -49,8 +49,6 @@ export class ControlDb {
         for (const m of controlMigrations) {
           if (applied.has(m.version)) continue;
           await inTransaction(client, async () => {
-            // Migrations that assign existing rows to a deployment read it from here.
-            await client.query(`SELECT set_config('dbfleet.prefix', $1, true)`, [this.prefix]);
             await client.query(m.sql);
             await client.query('INSERT INTO dbfleet.schema_history (version, name) VALUES ($1, $2)', [
               m.version,
@@ -66,39 +64,58 @@ export class ControlDb {
     });
   }
 
+  // Tenants are this deployment's (its prefix) or shared (prefix '': registered before deployments
+  // were told apart, and never used by one; see control migration 5).
+
+  /** Registers a tenant for this deployment; false if it was already there (its own or shared). */
   async addTenant(id: string): Promise<boolean> {
     const { rowCount } = await this.pool.query(
-      'INSERT INTO dbfleet.tenants (prefix, id) VALUES ($1, $2) ON CONFLICT DO NOTHING',
+      `INSERT INTO dbfleet.tenants (prefix, id) SELECT $1, $2
+       WHERE NOT EXISTS (SELECT 1 FROM dbfleet.tenants WHERE prefix IN ($1, '') AND id = $2)
+       ON CONFLICT DO NOTHING`,
       [this.prefix, id],
     );
     return rowCount === 1;
   }
 
-  /** This deployment's tenants. */
+  /** This deployment's tenants, and the shared ones. */
   async listTenants(): Promise<{ id: string; created_at: Date; status: string }[]> {
     return (
       await this.pool.query(
-        'SELECT id, created_at, status FROM dbfleet.tenants WHERE prefix = $1 ORDER BY id',
+        `SELECT DISTINCT ON (id) id, created_at, status FROM dbfleet.tenants
+         WHERE prefix IN ($1, '') ORDER BY id, prefix DESC`,
         [this.prefix],
       )
     ).rows;
   }
 
-  /** Deletes a tenant's registration (its data goes with dropTenantData); true if it was registered. */
+  /**
+   * Deletes a tenant's registration (its data goes with dropTenantData); true if it was registered.
+   * A shared tenant's registration goes for every deployment.
+   */
   async forgetTenant(id: string): Promise<boolean> {
-    const { rowCount } = await this.pool.query('DELETE FROM dbfleet.tenants WHERE prefix = $1 AND id = $2', [
-      this.prefix,
-      id,
-    ]);
-    return rowCount === 1;
-  }
-
-  async tenantExists(id: string): Promise<boolean> {
     const { rowCount } = await this.pool.query(
-      'SELECT 1 FROM dbfleet.tenants WHERE prefix = $1 AND id = $2',
+      `DELETE FROM dbfleet.tenants WHERE prefix IN ($1, '') AND id = $2`,
       [this.prefix, id],
     );
-    return rowCount === 1;
+    return (rowCount ?? 0) > 0;
+  }
+
+  /** Stops the tenant's jobs from running (they fail as unknown) while its data is being dropped. */
+  async markTenantRemoving(id: string): Promise<void> {
+    await this.pool.query(
+      `UPDATE dbfleet.tenants SET status = 'removing' WHERE prefix IN ($1, '') AND id = $2`,
+      [this.prefix, id],
+    );
+  }
+
+  /** Whether the tenant is registered for this deployment (or shared) and not being removed. */
+  async tenantExists(id: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      `SELECT 1 FROM dbfleet.tenants WHERE prefix IN ($1, '') AND id = $2 AND status = 'active'`,
+      [this.prefix, id],
+    );
+    return (rowCount ?? 0) > 0;
   }
 
   /** The latest run of a job id (an id may name several runs over time). */

@@ -202,10 +202,14 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
     // the old one is removed), so a load's rejections are keyed by its run id, unique for all time.
     // Rows from before were written under the key their run used then, prefix:job id.
     //
+    // Workers of the version before still insert rows without a run id during a rolling upgrade;
+    // a trigger gives them the key they meant.
+    //
     // Deployments that share a control database (different DBFLEET_PREFIX) each have their own
-    // tenants: one's `migrate --all` must not reach another's. Tenants registered before belonged to
-    // no deployment; the deployment that applies this migration (dbfleet.prefix, set by
-    // ControlDb.migrate) claims them.
+    // tenants: one's `migrate --all` must not reach another's. A tenant registered before belongs to
+    // each deployment whose jobs ran for it (the audit log says which); one no job ever ran for stays
+    // shared (prefix ''), seen by every deployment as before. Whoever applies this migration claims
+    // nothing: a test run or a one-shot command may be first.
     sql: `
       ALTER TABLE dbfleet.load_rejections ADD COLUMN run_id text;
       UPDATE dbfleet.load_rejections SET run_id = prefix || ':' || job_id;
@@ -214,13 +218,23 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
         DROP CONSTRAINT load_rejections_pkey,
         ADD PRIMARY KEY (run_id, line);
       CREATE INDEX load_rejections_prefix ON dbfleet.load_rejections (prefix, job_id);
+      CREATE FUNCTION dbfleet.load_rejections_run_id() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          NEW.run_id := coalesce(NEW.run_id, NEW.prefix || ':' || NEW.job_id);
+          RETURN NEW;
+        END $$;
+      CREATE TRIGGER load_rejections_run_id BEFORE INSERT ON dbfleet.load_rejections
+        FOR EACH ROW EXECUTE FUNCTION dbfleet.load_rejections_run_id();
 
-      ALTER TABLE dbfleet.tenants ADD COLUMN prefix text;
-      UPDATE dbfleet.tenants SET prefix = coalesce(current_setting('dbfleet.prefix', true), 'dbfleet');
-      ALTER TABLE dbfleet.tenants
-        ALTER COLUMN prefix SET NOT NULL,
-        DROP CONSTRAINT tenants_pkey,
-        ADD PRIMARY KEY (prefix, id);
+      ALTER TABLE dbfleet.tenants ADD COLUMN prefix text NOT NULL DEFAULT '';
+      ALTER TABLE dbfleet.tenants DROP CONSTRAINT tenants_pkey, ADD PRIMARY KEY (prefix, id);
+      INSERT INTO dbfleet.tenants (prefix, id, created_at, status)
+      SELECT seen.prefix, t.id, t.created_at, t.status
+      FROM dbfleet.tenants t
+      JOIN (SELECT DISTINCT prefix, tenant FROM dbfleet.job_event_log) seen ON seen.tenant = t.id
+      WHERE seen.prefix <> '';
+      DELETE FROM dbfleet.tenants t
+      WHERE t.prefix = '' AND EXISTS (SELECT 1 FROM dbfleet.tenants o WHERE o.id = t.id AND o.prefix <> '');
     `,
   },
   {
@@ -230,7 +244,7 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
     // data (SQLSTATE class 22 or 23) or stops reading early (an end-of-data marker), is moved here in
     // the same transaction as the drain cursor, so the events behind it are copied rather than
     // waiting forever. The entry is kept byte for byte: its field names and values alternating, as
-    // the stream held them (a current entry is {e4, <COPY text>}). error_code is the SQLSTATE, or
+    // the stream held them (an entry of migration 4's format is {e4, <COPY text>}). error_code is the SQLSTATE, or
     // no_events_field / copy_ended_early; never the server's message, which quotes the refused values.
     sql: `
       CREATE TABLE dbfleet.audit_dead_letters (
@@ -249,11 +263,11 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
     // A job id names different runs over time (an idempotency key reused once its job is removed; ids
     // restarting after Redis lost its data), so each event records its run, and job_runs gives each
     // run's latest state. Events from before have no run id: each job's form one run, as before.
+    // The views are replaced, not dropped, so views and grants built on them survive (run_id is a
+    // new last column).
     sql: `
       ALTER TABLE dbfleet.job_event_log ADD COLUMN run_id text COLLATE "C";
-      DROP VIEW dbfleet.job_runs;
-      DROP VIEW dbfleet.job_events;
-      CREATE VIEW dbfleet.job_events AS
+      CREATE OR REPLACE VIEW dbfleet.job_events AS
       SELECT id, prefix, queue, job_id, tenant, requested_by, payload_digest, status, attempt,
              to_timestamp(enqueued_ms / 1000.0::float8) AS enqueued_at,
              to_timestamp(started_ms / 1000.0::float8) AS started_at,
@@ -263,7 +277,7 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
              to_timestamp(recorded_ms / 1000.0::float8) AS recorded_at, run_id
       FROM dbfleet.job_event_log;
 
-      CREATE VIEW dbfleet.job_runs AS
+      CREATE OR REPLACE VIEW dbfleet.job_runs AS
       SELECT DISTINCT ON (e.prefix, e.queue, e.job_id, e.run_id)
              e.prefix, e.queue, e.job_id, e.tenant, e.requested_by, e.payload_digest, e.status,
              max(e.attempt) OVER run AS attempts, e.enqueued_at, min(e.started_at) OVER run AS started_at,
