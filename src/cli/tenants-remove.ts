@@ -20,8 +20,9 @@ export interface RemoveOptions {
 
 /** Checks every id before changing anything, so that a typo in one leaves all of them alone. */
 async function assertRegistered(deps: FleetDeps, ids: string[]): Promise<void> {
-  const unknown: string[] = [];
-  for (const id of ids) if (!(await deps.control.tenantExists(id))) unknown.push(id);
+  // Listed, whatever their status: a removal that failed halfway is run again.
+  const registered = new Set((await deps.control.listTenants()).map((t) => t.id));
+  const unknown = ids.filter((id) => !registered.has(id));
   if (unknown.length > 0)
     throw new Error(
       `no such tenant: ${unknown.join(', ')} (nothing changed; dbfleet tenants list shows the tenants)`,
@@ -37,12 +38,16 @@ function whatWouldBeDropped(deps: FleetDeps, id: string): string {
 }
 
 /**
- * Drops the data first and unregisters after: a failure halfway leaves the tenant registered, so
- * the same command can simply be run again (both drops are idempotent).
+ * Marks the tenant as being removed (its jobs are refused from then on, by running workers within
+ * their cache's lifetime), drops the data, and unregisters last: a failure halfway leaves the tenant
+ * registered, so the same command can simply be run again (both drops are idempotent).
  */
 async function removeOne(deps: FleetDeps, id: string, dropData: boolean): Promise<string> {
   const { namespace } = deps.tenants.locate(id);
-  if (dropData) await dropTenantData(tenantStores(deps, id));
+  if (dropData) {
+    await deps.control.markTenantRemoving(id);
+    await dropTenantData(tenantStores(deps, id));
+  }
   await deps.control.forgetTenant(id);
   const refused = `its jobs are refused from now on (by running workers within ${KNOWN_TENANT_TTL_MS / 1000} s)`;
   return dropData
