@@ -429,11 +429,25 @@ test('inline rows leave the job’s stored data once it has finished, completed 
     source: { type: 'inline', rows: [row] },
   });
   await expect(failed.waitForResult()).rejects.toThrow(/does not exist/);
+  const queue = client.queue('load-fixtures');
+  // Once BullMQ has recorded the outcome: a delivery repeated before that still has its rows.
   for (const job of [done, failed]) {
-    const stored = await client.queue('load-fixtures').getJob(job.id);
-    expect(stored!.data.payload.source).toEqual({ type: 'inline', rows: '[redacted]' });
-    expect(JSON.stringify(stored!.data)).not.toContain('alice-phone');
+    await vi.waitFor(async () => {
+      const stored = await queue.getJob(job.id);
+      expect(stored!.data.payload.source).toEqual({ type: 'inline', rows: '[redacted]' });
+      expect(JSON.stringify(stored!.data)).not.toContain('alice-phone');
+    });
   }
+  // Retried by an operator, it fails at once, saying why.
+  await (await queue.getJob(failed.id))!.retry();
+  await vi.waitFor(async () => {
+    const again = await queue.getJob(failed.id);
+    expect(again!.failedReason).toMatch(
+      /^\[payload_redacted\] this load-fixtures job finished and its personal data was removed/,
+    );
+    expect(await again!.getState()).toBe('failed');
+    expect(again!.attemptsMade).toBe(2); // the one attempt after the retry, not retried again
+  });
 });
 
 describe('load-fixtures run identity', () => {

@@ -22,6 +22,11 @@ export interface JobEnvelope<P = unknown> {
    * every attempt in the worker's hot path. Absent in jobs queued by older producers: then computed.
    */
   digest?: string;
+  /**
+   * Set once the job has finished and its sensitive paths were overwritten (redactWhenFinished): it
+   * cannot run again.
+   */
+  redacted?: true;
   /** Set once a job has added its child jobs (fan-out), so that its second run does not add them again. */
   fannedOut?: boolean;
 }

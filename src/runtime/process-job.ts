@@ -4,15 +4,8 @@
  */
 import { UnrecoverableError, WaitingChildrenError, WaitingError, type Job } from 'bullmq';
 import { catalog, type JobName } from '../../queues/index.ts';
-import { classifyError, TransientError } from '../errors.ts';
-import {
-  parsePayload,
-  payloadDigest,
-  redactPaths,
-  runIdOf,
-  tenantOf,
-  type JobEnvelope,
-} from '../jobs/envelope.ts';
+import { classifyError, PermanentError, TransientError } from '../errors.ts';
+import { parsePayload, payloadDigest, runIdOf, tenantOf, type JobEnvelope } from '../jobs/envelope.ts';
 import type { AuditEvent } from '../control/audit-outbox.ts';
 import type { FleetMetrics } from '../metrics.ts';
 import { AttemptContext } from './attempt-context.ts';
@@ -72,6 +65,11 @@ export async function processJob(
   if (opts.shutdown.aborted) running.abort(opts.shutdown.reason);
   const ctx = new AttemptContext(deps, type, tenant, job, token, running, opts.sources);
   try {
+    if (job.data?.redacted)
+      throw new PermanentError(
+        'payload_redacted',
+        `this ${type} job finished and its personal data was removed from it: enqueue it anew`,
+      );
     const payload = parsePayload(type, job.data?.payload);
     if (!event.payloadDigest) event.payloadDigest = payloadDigest(payload);
     ctx.runId = event.runId = runIdOf(job.data, deps.prefix, job.id!);
@@ -91,7 +89,6 @@ export async function processJob(
       // Not acknowledged without its audit event: retried like any transient fault.
       throw new TransientError('audit_unavailable', `could not write the audit event: ${String(err)}`);
     }
-    if (contract.redactWhenFinished) await redactFinished(job, contract.sensitive);
     metrics.jobDuration.observe({ type, outcome: 'completed' }, durationMs / 1000);
     if (deps.log.isLevelEnabled('info'))
       ctx.log.info({ durationMs: Math.round(durationMs) }, 'job completed');
@@ -120,7 +117,6 @@ export async function processJob(
     }
     if (status === 'failed') {
       metrics.jobDuration.observe({ type, outcome: 'failed' }, durationMs / 1000);
-      if (contract.redactWhenFinished) await redactFinished(job, contract.sensitive).catch(() => undefined);
     }
     const reason = `[${c.code}] ${c.message}`;
     throw c.kind === 'permanent' ? new UnrecoverableError(reason) : new Error(reason);
@@ -140,9 +136,4 @@ export function longRunningAudit(deps: FleetDeps): (event: AuditEvent) => void {
       .catch((err: unknown) =>
         deps.log.warn({ err, queue: event.queue, jobId: event.jobId }, 'audit write failed'),
       );
-}
-
-/** Personal data leaves the job's stored payload once the job is finished. */
-function redactFinished(job: Job<JobEnvelope>, sensitive: readonly string[]): Promise<void> {
-  return job.updateData({ ...job.data, payload: redactPaths(job.data.payload, sensitive) });
 }

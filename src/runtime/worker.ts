@@ -4,11 +4,11 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { Worker, type Job } from 'bullmq';
-import { isJobName, type JobName } from '../../queues/index.ts';
+import { catalog, isJobName, type JobName } from '../../queues/index.ts';
 import { AuditDrain } from '../control/audit-drain.ts';
 import { warnIfNotDurable } from '../redis.ts';
 import type { AuditEvent } from '../control/audit-outbox.ts';
-import type { JobEnvelope } from '../jobs/envelope.ts';
+import { canonicalJson, redactPaths, type JobEnvelope } from '../jobs/envelope.ts';
 import { createFleetMetrics, type FleetMetrics } from '../metrics.ts';
 import type { FleetDeps } from './deps.ts';
 import type { AnyHandler } from './handler.ts';
@@ -55,6 +55,33 @@ export function lockTimings(lockDurationMs: number): { lockDuration: number; sta
   return { lockDuration: lockDurationMs, stalledInterval: Math.min(lockDurationMs, MAX_STALLED_CHECK_MS) };
 }
 
+/**
+ * Overwrites a job's sensitive paths once it has finished, completed or failed for good. Only after
+ * BullMQ has recorded the outcome: redacted before, a delivery repeated after a lost acknowledgement
+ * would find the payload gone.
+ */
+function redactOnceFinished(worker: Worker<JobEnvelope>, deps: FleetDeps, type: JobName): void {
+  const redact = (job: Job<JobEnvelope> | undefined) => {
+    if (!job?.data || job.data.redacted) return;
+    const payload = redactPaths(job.data.payload, catalog[type].sensitive);
+    // A job without any sensitive field (a load from a file) keeps its payload and can run again.
+    if (canonicalJson(payload) === canonicalJson(job.data.payload)) return;
+    job
+      .updateData({ ...job.data, payload, redacted: true })
+      .catch((err: unknown) =>
+        deps.log.error(
+          { err, queue: type, jobId: job.id },
+          'could not remove personal data from a finished job',
+        ),
+      );
+  };
+  worker.on('completed', redact);
+  // Also fired for attempts that will be retried: only a job that has finished for good is redacted.
+  worker.on('failed', (job) => {
+    if (job?.finishedOn) redact(job);
+  });
+}
+
 export function servedQueues(handlers: HandlerCatalog, requested?: string[]): JobName[] {
   if (!requested) return (Object.keys(handlers) as JobName[]).filter((n) => handlers[n]);
   for (const name of requested) {
@@ -99,6 +126,7 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
       },
     );
     worker.on('error', (err) => deps.log.error({ err, queue: type }, 'worker error'));
+    if (catalog[type].redactWhenFinished) redactOnceFinished(worker, deps, type);
     return worker;
   });
   void warnIfNotDurable(deps.redis, deps.log);
