@@ -557,7 +557,7 @@ describe('load-fixtures into MongoDB: keys and duplicates', () => {
         {
           line: 1,
           reason:
-            'userId: a key field must hold a plain value (string, number, boolean, null or date), not an object or array',
+            'userId: a key field must hold a plain value (string, number, boolean or date), not an object or array',
         },
       ],
     });
@@ -573,11 +573,30 @@ describe('load-fixtures into MongoDB: keys and duplicates', () => {
       source: { type: 'inline', rows: [{ _id: { $gt: '' }, userId: 9 }] },
     });
     expect(await insert.waitForResult()).toMatchObject({ loaded: 0, rejected: 1 });
+    // A null key would match every document lacking the field; an array holding the key value is not it.
+    await sessions.insertMany([
+      { _id: 'nokey', device: 'x' },
+      { _id: 'list', userId: [1, 2], device: 'tv' },
+    ] as never);
+    const nullAndArray = await upsert(
+      ['userId'],
+      [
+        { userId: null, note: 'null' },
+        { userId: 1, note: 'one' },
+      ],
+    );
+    expect(await nullAndArray.waitForResult()).toMatchObject({
+      loaded: 1,
+      rejected: 1,
+      sampleRejections: [{ line: 1, reason: 'userId: a key field must not be null' }],
+    });
+    expect(await sessions.countDocuments({ _id: { $in: ['nokey', 'list'] } } as never)).toBe(2);
+    await sessions.deleteMany({ _id: { $in: ['nokey', 'list'] } } as never);
     const docs = await sessions
       .find({}, { projection: { _id: 0, userId: 1, note: 1 } })
       .sort({ userId: 1 })
       .toArray();
-    expect(docs).toEqual([{ userId: 1 }, { userId: 2, note: 'changed' }, { userId: 3 }]);
+    expect(docs).toEqual([{ userId: 1, note: 'one' }, { userId: 2, note: 'changed' }, { userId: 3 }]);
   });
 
   test('a duplicate key rejects that document with its line; the rest land and the job completes', async ({
@@ -980,4 +999,65 @@ test('a load clears checkpoints no delivery or retry can need any more, and keep
   );
   expect(rows.map((r: { load_key: string }) => r.load_key)).not.toContain('done-8-days');
   expect(rows.map((r: { load_key: string }) => r.load_key)).not.toContain('open-31-days');
+});
+
+test('a job queued before run ids resumes from the checkpoint its key names, and records the refusals it carries', async ({
+  client,
+  tenant,
+  startWorker,
+  deps,
+}) => {
+  const user = cases[0]!.row;
+  const jobId = 'legacy-load-1';
+  const legacyRun = `${deps.prefix}:${jobId}`;
+  // What a worker of the version before left: rows 1 and 2 read, row 2 refused by PostgreSQL and
+  // counted, its rejection not yet recorded when it died.
+  await tenant.pg.withClient(async (c) => {
+    await c.query(`CREATE TABLE IF NOT EXISTS _dbfleet_load_checkpoints (
+      load_key text PRIMARY KEY, progress jsonb NOT NULL, updated_at timestamptz NOT NULL)`);
+    await c.query(
+      `INSERT INTO users (id, email, display_name, created_at) VALUES (1, 'u1@example.test', 'User 1', now())`,
+    );
+    await c.query(`INSERT INTO _dbfleet_load_checkpoints VALUES ($1, $2, now())`, [
+      legacyRun,
+      JSON.stringify({
+        records: 2,
+        loaded: 1,
+        rejected: 1,
+        batches: 1,
+        done: false,
+        refused: [{ line: 2, reason: 'refused by PostgreSQL: duplicate key' }],
+      }),
+    ]);
+  });
+  // As an older producer queued it: no run id in the envelope.
+  const rows = [user(1), user(1), user(3), user(4)];
+  await client.queue('load-fixtures').add(
+    'load-fixtures@x',
+    {
+      v: 1,
+      payload: {
+        tenant: tenant.id,
+        target: { store: 'postgres', name: 'users' },
+        schema: 'users',
+        mode: 'insert',
+        source: { type: 'inline', rows },
+      },
+    },
+    { jobId, attempts: 1 },
+  );
+  startWorker();
+  const finished = await vi.waitFor(
+    async () => {
+      const job = await client.queue('load-fixtures').getJob(jobId);
+      expect(await job!.getState()).toBe('completed');
+      return job!;
+    },
+    { timeout: 30_000 },
+  );
+  expect(finished.returnvalue).toMatchObject({ read: 4, loaded: 3, rejected: 1, resumedFrom: 2 });
+  expect(await deps.control.rejections(legacyRun)).toEqual([
+    { line: 2, reason: 'refused by PostgreSQL: duplicate key' },
+  ]);
+  expect(await cases[0]!.count(tenant)).toBe(3);
 });

@@ -77,6 +77,7 @@ function withSink<T>(
       mode: p.mode,
       key: p.key,
       runId: ctx.job.runId,
+      redelivered: ctx.job.redelivered,
       checkpoint: ctx.checkpoint,
     }),
   );
@@ -97,6 +98,9 @@ async function load(
 ): Promise<Result> {
   const run = { prefix: ctx.job.prefix, jobId: ctx.job.id, runId: ctx.job.runId };
   const saved = await sink.prepare();
+  // The last committed batch's store refusals, in case the attempt that wrote it died before
+  // recording them (recording is idempotent).
+  if (saved?.refused) await ctx.control.recordRejections(run, saved.refused);
   let progress: Progress = saved ?? freshProgress;
   const resumedFrom = progress.records;
   const readBefore = progress.loaded + progress.rejected;
@@ -128,7 +132,7 @@ async function load(
         await ctx.control.recordRejections(run, refused);
         keep(rejected);
         keep(refused);
-        progress = withRefused(next, refused.length);
+        progress = withRefused(next, refused);
         await ctx.progress({
           records: progress.records,
           loaded: progress.loaded,

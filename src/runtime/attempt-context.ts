@@ -62,6 +62,7 @@ export class AttemptContext implements JobContext {
       queue: this.#type,
       attempt: bullJob.attemptsMade + 1,
       prefix: this.deps.prefix,
+      redelivered: (bullJob.attemptsStarted ?? 0) > 1 || bullJob.attemptsMade > 0,
     });
   }
 

@@ -16,7 +16,15 @@ export interface JobContext {
    * `id` is BullMQ's, for logs and links only: it repeats over time. Key anything durable (checkpoints,
    * derived ids, records) by `runId`, unique for all time.
    */
-  job: { id: string; runId: string; queue: string; attempt: number; prefix: string };
+  job: {
+    id: string;
+    runId: string;
+    queue: string;
+    attempt: number;
+    prefix: string;
+    /** An earlier delivery of this job started (killed, handed back, retried): it may have written part of the work. */
+    redelivered: boolean;
+  };
   tenant: string;
   /** pino child logger tagged with queue, job, tenant and attempt. */
   log: Logger;

@@ -2,8 +2,8 @@
  * Loads batches into a tenant collection with unordered bulk writes. MongoDB (and FerretDB) give us no
  * multi-document transactions to bind a batch to its checkpoint, so writes are made idempotent instead:
  * every document gets a deterministic _id (its own, or one derived from the run and record number),
- * and the first batch of an attempt, which a crashed earlier delivery may have half-written, tells
- * its own earlier writes apart from real duplicates.
+ * and a delivery that may follow another's partial writes tells its run's own writes apart from real
+ * duplicates.
  */
 import { createHash } from 'node:crypto';
 import { BSON, MongoBulkWriteError, ObjectId, type Collection, type Db, type Document } from 'mongodb';
@@ -25,6 +25,8 @@ export interface MongoSinkOptions {
   key?: readonly string[] | undefined;
   /** The run's identity (unique for all time): derived _ids are built from it. */
   runId: string;
+  /** An earlier delivery of this job started: documents it wrote may be there already. */
+  redelivered: boolean;
   checkpoint: Checkpoint;
 }
 
@@ -35,10 +37,12 @@ export function derivedId(runId: string, line: number): ObjectId {
 export function mongoSink(o: MongoSinkOptions): Sink {
   const collection = o.db.collection(o.collection);
   /**
-   * True until this attempt's first batch is written: an earlier delivery of the same run (killed, or
-   * its acknowledgement lost) may have written part of it, with or without a checkpoint after.
+   * Whether earlier deliveries of this run may have written documents this one is about to write:
+   * after a checkpoint, or when one started before (killed, handed back, its acknowledgement lost),
+   * with or without a checkpoint. Not only the first batch: a Redis that lost its last writes can
+   * put the checkpoint several batches back.
    */
-  let firstOfAttempt = true;
+  let mayHoldOwnWrites = o.redelivered;
   let resumed = false;
   let batch: Row[] = [];
   /** Rows of this batch no MongoDB server could take (field names, key values). */
@@ -55,7 +59,7 @@ export function mongoSink(o: MongoSinkOptions): Sink {
           'mongo_partial_write',
           `MongoDB neither stored nor refused ${pending.length} document(s) of a batch`,
         );
-      const outcome = await insertOnce(collection, pending, firstOfAttempt);
+      const outcome = await insertOnce(collection, pending, mayHoldOwnWrites);
       rejections.push(...outcome.rejections);
       pending = outcome.unaccounted;
     }
@@ -75,10 +79,14 @@ export function mongoSink(o: MongoSinkOptions): Sink {
     const last = new Map<string, Row>(); // last row wins within a batch
     for (const r of rows) last.set(EJSON.stringify(key.map((k) => r.value[k])), r);
     const unique = [...last.values()];
+    // An array field matches a value it contains: only documents holding the value itself qualify.
+    const notArray = { $not: { $type: 'array' } };
     const filter =
       key.length === 1
-        ? { [key[0]!]: { $in: unique.map((r) => r.value[key[0]!]) } }
-        : { $or: unique.map((r) => Object.fromEntries(key.map((k) => [k, { $eq: r.value[k] }]))) };
+        ? { [key[0]!]: { $in: unique.map((r) => r.value[key[0]!]), ...notArray } }
+        : {
+            $or: unique.map((r) => Object.fromEntries(key.map((k) => [k, { $eq: r.value[k], ...notArray }]))),
+          };
     await collection.deleteMany(filter);
     return insert(unique);
   };
@@ -93,6 +101,7 @@ export function mongoSink(o: MongoSinkOptions): Sink {
         );
       const saved = await o.checkpoint.get<Progress>();
       resumed = saved !== undefined;
+      mayHoldOwnWrites ||= resumed;
       return saved;
     },
 
@@ -115,8 +124,7 @@ export function mongoSink(o: MongoSinkOptions): Sink {
       const refusedByServer =
         rows.length === 0 ? [] : o.mode === 'upsert' ? await upsert(rows) : await insert(rows);
       const rejections = [...unencodable, ...refusedByServer];
-      firstOfAttempt = false;
-      await o.checkpoint.set(withRefused(next, rejections.length));
+      await o.checkpoint.set(withRefused(next, rejections));
       return rejections;
     },
 
@@ -171,8 +179,15 @@ async function insertOnce(
       if (!existing) unaccounted.push(p);
       return;
     }
-    // This very document is there already: written by an earlier delivery of the same run.
-    if (code === DUPLICATE_KEY && mayHoldOwnWrites && existing && sameDocument(existing, p.doc)) return;
+    // This very document is there already, written by an earlier delivery of the same run: an _id
+    // derived from this run can be nothing else; a document's own _id, only if such a delivery was.
+    const derived = p.row.value._id === undefined;
+    if (
+      code === DUPLICATE_KEY &&
+      existing &&
+      (derived || (mayHoldOwnWrites && sameDocument(existing, p.doc)))
+    )
+      return;
     rejections.push({
       line: p.row.line,
       reason:
@@ -208,13 +223,15 @@ function sortedKeys(value: unknown): unknown {
   );
 }
 
-/** Keys (_id, upsert keys) are matched by value: one that is missing, an object or an array is refused. */
+/** Keys (_id, upsert keys) are matched by value: one that is missing, null, an object or an array is refused. */
 export function keyRefusal(value: Record<string, unknown>, key: readonly string[]): string | undefined {
   for (const k of key) {
     const v = value[k];
     if (v === undefined) return `${k}: the key field is missing`;
+    // Matched as a value, null would also match every document that lacks the field.
+    if (v === null) return `${k}: a key field must not be null`;
     if (v !== null && typeof v === 'object' && !(v instanceof Date) && !(v instanceof ObjectId))
-      return `${k}: a key field must hold a plain value (string, number, boolean, null or date), not an object or array`;
+      return `${k}: a key field must hold a plain value (string, number, boolean or date), not an object or array`;
   }
   return undefined;
 }

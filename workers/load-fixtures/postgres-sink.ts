@@ -149,12 +149,24 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
       return named + 1;
     };
 
-    /** Applies [from, to), rejecting the rows PostgreSQL refuses. */
+    /**
+     * Applies [from, to), rejecting the rows PostgreSQL refuses. After a refusal the next try covers
+     * one row, then twice as many after each success: refusals that come in runs (a file loaded
+     * twice) cost a row's COPY each, not a resend of the whole rest per row, and a lone refusal
+     * costs a few small COPYs before full ranges again.
+     */
     const apply = async (from: number, to: number): Promise<void> => {
+      let span = to - from;
       while (from < to) {
-        const err = await attempt(from, to);
-        if (!err) return;
-        from = await narrow(from, to, err);
+        const end = Math.min(to, from + span);
+        const err = await attempt(from, end);
+        if (!err) {
+          from = end;
+          span *= 2;
+          continue;
+        }
+        from = await narrow(from, end, err);
+        span = 1;
       }
     };
 
@@ -223,7 +235,7 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
         } else if (batch.count > 0) {
           await writeRows(batch.text, batch.refused);
         }
-        await client.query(`${checkpointSql(withRefused(next, batch.refused.length))}; COMMIT`);
+        await client.query(`${checkpointSql(withRefused(next, batch.refused))}; COMMIT`);
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
         throw err;

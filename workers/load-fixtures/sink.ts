@@ -16,13 +16,24 @@ export interface Progress {
   rejected: number;
   batches: number;
   done: boolean;
+  /**
+   * The rows the store refused in the batch this progress ends with. They are recorded in the
+   * control database after the batch commits; kept here too, so that a run resumed after a crash in
+   * between records them again rather than counting rejections nobody can list.
+   */
+  refused?: Rejection[];
 }
 
 export const freshProgress: Progress = { records: 0, loaded: 0, rejected: 0, batches: 0, done: false };
 
-/** `next` with `refused` of the rows it counted as loaded moved to rejected (the store refused them). */
-export function withRefused(next: Progress, refused: number): Progress {
-  return { ...next, loaded: next.loaded - refused, rejected: next.rejected + refused };
+/** `next` with the rows it counted as loaded that the store refused moved to rejected. */
+export function withRefused(next: Progress, refused: Rejection[]): Progress {
+  return {
+    ...next,
+    loaded: next.loaded - refused.length,
+    rejected: next.rejected + refused.length,
+    ...(refused.length > 0 ? { refused } : {}),
+  };
 }
 
 export interface Sink {
