@@ -406,6 +406,25 @@ describe('audit log', () => {
     expect((await deadLetters(deps)).map((d) => d.error_code)).toEqual(['22P04']);
   });
 
+  test('events in a newer line format wait for an upgraded drainer, neither copied nor dead-lettered', async ({
+    deps,
+  }) => {
+    const key = auditStreamKey(deps.prefix);
+    await deps.audit.record(auditEvent(deps, 'before'));
+    await deps.audit.flushed();
+    await deps.redis.xadd(key, '*', 'e99', 'a\tline\tof\tthe\tnext\tversion\n');
+    await deps.audit.record(auditEvent(deps, 'after'));
+    await deps.audit.flushed();
+    const drain = new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log);
+    await drain.drainAll();
+    expect(await drain.drainOnce()).toBe('busy');
+    expect((await events(deps)).map((r) => r.job_id)).toEqual(['before']);
+    expect(await deadLetters(deps)).toEqual([]);
+    // The newer entry and everything behind it stay in the stream, in order.
+    const left = await deps.redis.xrange(key, '-', '+');
+    expect(left.map(([, fields]) => fields[0])).toEqual(['e99', EVENT_FIELD]);
+  });
+
   test("the board's /metrics and a worker's --metrics-port report the audit backlog and dead letters", async ({
     deps,
     spawnWorker,

@@ -172,15 +172,21 @@ export class AuditDrain {
     const after = rows[0]?.last_id;
     // As bytes: the entries are COPY text already, so they go to PostgreSQL without a decode and
     // re-encode (megabytes per second at thousands of jobs per second).
-    const entries = await this.#redis.xrangeBuffer(
+    const read = await this.#redis.xrangeBuffer(
       this.#key,
       after ? `(${after}` : '-',
       '+',
       'COUNT',
       BATCH_ENTRIES,
     );
+    // An entry in a line format newer than this drainer knows (a worker of the next version, during
+    // a rolling upgrade) is not malformed: the batch stops before it, and it waits for a drainer
+    // that can read it.
+    const newer = read.findIndex(([, fields]) => newerFormat(fields));
+    const entries = newer === -1 ? read : read.slice(0, newer);
+    if (newer !== -1) this.#warnNewerFormat(read[newer]![0].toString());
     // Nothing new: entries left behind by a drainer that died between its commit and its trim.
-    if (entries.length === 0) return { outcome: 'empty', committedThrough: after };
+    if (entries.length === 0) return { outcome: newer === -1 ? 'empty' : 'busy', committedThrough: after };
     const readable: Entry[] = [];
     // Entry id -> why it is set aside.
     const refused = new Map<string, string>();
@@ -206,10 +212,22 @@ export class AuditDrain {
       [this.#prefix, last],
     );
     return {
-      outcome: entries.length === BATCH_ENTRIES ? 'full' : 'partial',
+      outcome: newer !== -1 ? 'busy' : entries.length === BATCH_ENTRIES ? 'full' : 'partial',
       committedThrough: last,
       dead,
     };
+  }
+
+  #newerWarnedAt = 0;
+
+  /** Says, once a minute at most, that events wait for an upgraded drainer. */
+  #warnNewerFormat(entryId: string): void {
+    if (Date.now() - this.#newerWarnedAt < 60_000) return;
+    this.#newerWarnedAt = Date.now();
+    this.#log.warn(
+      { entryId },
+      'audit events in a newer line format wait for a drainer of that version (upgrade this worker)',
+    );
   }
 
   /** Records entries set aside in the dead-letter table, in the batch's transaction. */
@@ -299,6 +317,17 @@ function refusedDataCode(err: unknown): string | undefined {
   return typeof severity === 'string' && typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code)
     ? code
     : undefined;
+}
+
+/** Whether the entry carries events in a line format (e<migration>) later than this drainer's. */
+function newerFormat(fields: Buffer[]): boolean {
+  if (eventsOf(fields)) return false;
+  const current = Number(EVENT_FIELD.slice(1));
+  for (let i = 0; i < fields.length; i += 2) {
+    const format = /^e(\d+)$/.exec(fields[i]!.toString());
+    if (format && Number(format[1]) > current) return true;
+  }
+  return false;
 }
 
 /** The COPY text an entry carries and its line format; undefined if it carries none. */
