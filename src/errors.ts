@@ -185,8 +185,14 @@ export function classifyError(error: unknown): Classified {
 
 function classifyPg(code: string, rawMessage: string, e: DriverErrorShape): Classified {
   const cls = code.slice(0, 2);
-  // Data exceptions and constraint violations quote the offending value, in the message or its detail.
-  const message = cls === '22' || cls === '23' ? pgDataErrorMessage(code, e) : rawMessage;
+  // Data exceptions and constraint violations quote the offending value, in the message or its detail;
+  // an exception raised by a function (class P0) says whatever its author put in, values included.
+  const message =
+    cls === '22' || cls === '23'
+      ? pgDataErrorMessage(code, e)
+      : cls === 'P0'
+        ? `PostgreSQL: a function raised an exception (SQLSTATE ${code})`
+        : rawMessage;
   const transient = PG_TRANSIENT_CODES[code];
   if (transient) return { kind: 'transient', code: transient, message };
   const permanent = PG_PERMANENT_CODES[code];
@@ -212,23 +218,51 @@ function pgDataErrorMessage(code: string, e: DriverErrorShape): string {
   return `PostgreSQL refused the data: ${what} (SQLSTATE ${code}${names.length ? `; ${names.join(', ')}` : ''})`;
 }
 
+/** Short names for the SQLSTATEs data can cause (classes 22 and 23). */
 const PG_DATA_ERRORS: Record<string, string> = {
+  '22000': 'invalid data',
   '22001': 'text too long for the column',
-  '22003': 'number out of range',
+  '22003': "number out of range for the column's type",
+  '22004': 'null not allowed',
   '22007': 'invalid date/time format',
   '22008': 'date/time value out of range',
+  '22009': 'invalid time zone',
   '22012': 'division by zero',
-  '22021': 'invalid byte sequence for the encoding',
+  '22015': 'interval out of range',
+  '22018': 'invalid text for a cast',
+  '22021': 'invalid character for the encoding',
+  '22023': 'invalid value',
+  '22025': 'invalid escape sequence',
+  '22026': 'text length does not match the column',
+  '2202E': 'array subscript error',
+  '22030': 'duplicate key in a JSON object',
+  '22032': 'invalid JSON text',
   '22P02': "invalid text for the column's type",
-  '22P05': 'character not representable in the encoding',
-  '22023': 'invalid parameter value',
-  '22004': 'null value not allowed',
+  '22P03': 'invalid binary representation',
+  '22P04': 'malformed COPY line',
+  '22P05': 'character not representable in the database encoding',
+  '23000': 'integrity constraint violated',
+  '23001': 'restricted by a foreign key',
   '23502': 'null in a required column',
   '23503': 'foreign key not found',
   '23505': 'duplicate key',
   '23514': 'check constraint failed',
-  '23P01': 'exclusion constraint violated',
+  '23P01': 'conflicts with an exclusion constraint',
 };
+
+/** The short name of a class 22 or 23 SQLSTATE. */
+export function pgDataErrorName(code: string): string {
+  return PG_DATA_ERRORS[code] ?? (code.startsWith('22') ? 'invalid data' : 'constraint violated');
+}
+
+/**
+ * Whether `err` is PostgreSQL refusing the data it was given: a data exception (SQLSTATE class 22)
+ * or an integrity violation (class 23).
+ */
+export function isPgDataRefusal(err: unknown): boolean {
+  const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; severity?: unknown };
+  return typeof e.severity === 'string' && typeof e.code === 'string' && /^2[23][0-9A-Z]{3}$/.test(e.code);
+}
 
 /**
  * A MongoDB server error by its code and code name. Its message quotes values (`dup key: { email:

@@ -18,6 +18,7 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger.ts';
+import { isPgDataRefusal } from '../errors.ts';
 import { copyInto, inTransaction, withPoolClient } from '../stores/postgres.ts';
 import { copyLegacyEvents, LEGACY_EVENT_FIELD } from './audit-legacy.ts';
 import { AUDIT_COLUMNS, AUDIT_COLUMNS_E4, auditStreamKey, EVENT_FIELD } from './audit-outbox.ts';
@@ -310,13 +311,7 @@ async function copyOrSplit(
  */
 function refusedDataCode(err: unknown): string | undefined {
   if (err instanceof CopyEndedEarly) return err.code;
-  const { code, severity } = (typeof err === 'object' && err !== null ? err : {}) as {
-    code?: unknown;
-    severity?: unknown;
-  };
-  return typeof severity === 'string' && typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code)
-    ? code
-    : undefined;
+  return isPgDataRefusal(err) ? (err as { code: string }).code : undefined;
 }
 
 /** Whether the entry carries events in a line format (e<migration>) later than this drainer's. */

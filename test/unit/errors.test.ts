@@ -96,6 +96,11 @@ describe('classifyError', () => {
       codeName: 'BadValue',
     });
     expect(classifyError(mongoOther).message).toBe('MongoDB refused the operation (BadValue, code 2)');
+    const raised = Object.assign(new Error('bad email alice@example.com'), {
+      code: 'P0001',
+      severity: 'ERROR',
+    });
+    expect(classifyError(raised).message).toBe('PostgreSQL: a function raised an exception (SQLSTATE P0001)');
   });
 
   it('a file source that is missing or a folder fails at once; a socket that is missing is retried', () => {

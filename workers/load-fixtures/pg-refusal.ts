@@ -5,6 +5,8 @@
  * rows may hold personal data. A reason is built from the SQLSTATE and identifiers only.
  */
 
+import { isPgDataRefusal, pgDataErrorName } from '../../src/errors.ts';
+
 /** The fields of pg's DatabaseError read here. */
 export interface PgError {
   code: string;
@@ -13,53 +15,14 @@ export interface PgError {
   where?: string | undefined;
 }
 
-/** Short names for the SQLSTATEs a row can cause (classes 22 and 23). */
-const NAMES: Record<string, string> = {
-  '22000': 'invalid data',
-  '22001': 'text too long for the column',
-  '22003': "number out of range for the column's type",
-  '22004': 'null not allowed',
-  '22007': 'invalid date/time format',
-  '22008': 'date/time value out of range',
-  '22009': 'invalid time zone',
-  '22012': 'division by zero',
-  '22015': 'interval out of range',
-  '22018': 'invalid text for a cast',
-  '22021': 'invalid character for the encoding',
-  '22023': 'invalid value',
-  '22025': 'invalid escape sequence',
-  '22026': 'text length does not match the column',
-  '2202E': 'array subscript error',
-  '22030': 'duplicate key in a JSON object',
-  '22032': 'invalid JSON text',
-  '22P02': "invalid text for the column's type",
-  '22P03': 'invalid binary representation',
-  '22P04': 'malformed COPY line',
-  '22P05': 'character not representable in the database encoding',
-  '23000': 'integrity constraint violated',
-  '23001': 'restricted by a foreign key',
-  '23502': 'null in a required column',
-  '23503': 'foreign key not found',
-  '23505': 'duplicate key',
-  '23514': 'check constraint failed',
-  '23P01': 'conflicts with an exclusion constraint',
-};
-
-function pgError(err: unknown): PgError | undefined {
-  const e = err as { code?: unknown; severity?: unknown } | null;
-  return typeof e === 'object' && e !== null && typeof e.severity === 'string' && typeof e.code === 'string'
-    ? (err as PgError)
-    : undefined;
-}
-
 /**
  * `err` when it is PostgreSQL refusing one row: a data exception (SQLSTATE class 22) or an integrity
  * violation (class 23). Not a NOT NULL violation on a column outside `columns` (the ones written):
  * then every row fails alike, and the fault is the fixture schema's, not a row's.
  */
 export function rowRefusal(err: unknown, columns: readonly string[]): PgError | undefined {
-  const e = pgError(err);
-  if (!e || !/^2[23]/.test(e.code)) return undefined;
+  if (!isPgDataRefusal(err)) return undefined;
+  const e = err as PgError;
   if (e.code === '23502' && !(e.column && columns.includes(e.column))) return undefined;
   return e;
 }
@@ -90,7 +53,7 @@ export function copyContext(
  * COPY's target and columns, to find the column in the error's context.
  */
 export function refusalReason(err: PgError, copy?: { relation: string; columns: readonly string[] }): string {
-  const what = NAMES[err.code] ?? (err.code.startsWith('22') ? 'invalid data' : 'constraint violated');
+  const what = pgDataErrorName(err.code);
   const column =
     copy && err.column && copy.columns.includes(err.column)
       ? err.column

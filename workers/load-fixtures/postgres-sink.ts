@@ -221,6 +221,9 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
         await client.query(
           [
             'BEGIN',
+            // Deferred constraints would refuse a row only at COMMIT, past the savepoints that let a
+            // refused row be rejected alone: checked at each statement instead.
+            'SET CONSTRAINTS ALL IMMEDIATE',
             ...(o.mode === 'replace' && next.batches === 1 ? [`TRUNCATE ${target}`] : []),
             ...(upsertSql && batch.count > 0
               ? [`CREATE TEMP TABLE ${BATCH_TABLE} (LIKE ${target} INCLUDING DEFAULTS) ON COMMIT DROP`]
