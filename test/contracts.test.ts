@@ -118,6 +118,32 @@ describe('contracts', () => {
     expect(tables).toBeGreaterThan(2);
   });
 
+  test('a job whose envelope is forged or malformed fails in the worker without running', async ({
+    client,
+    tenant,
+    startWorker,
+  }) => {
+    const queue = client.queue('migrate');
+    const payload = { tenant: tenant.id, action: 'status' };
+    const forged = [
+      [{ v: 1, payload, digest: 'sha256:forged' }, 'digest: must be sha256:<64 hex digits>'],
+      [{ v: 1, payload, requestedBy: { name: 'x' } }, 'requestedBy: must be text of at most 200 characters'],
+      [{ v: 1, payload, runId: 'not-a-uuid' }, 'runId: must be a UUID'],
+      [{ v: 1, payload, admin: true }, '(root): Unrecognized key: "admin"'],
+      [{ v: 2 }, 'v: must be 1; payload: is required'],
+      ['text', '(root): not an object'],
+    ] as const;
+    const jobs = await Promise.all(forged.map(([data]) => queue.add('migrate@x', data, { attempts: 3 })));
+    startWorker();
+    for (const [i, job] of jobs.entries()) {
+      await vi.waitFor(async () => {
+        const failed = await queue.getJob(job.id!);
+        expect(failed!.failedReason).toBe(`[invalid_payload] job envelope is invalid: ${forged[i]![1]}`);
+        expect(failed!.attemptsMade).toBe(1);
+      });
+    }
+  });
+
   test('enqueue options are validated: unknown, out of range, wrong type', async ({ client, deps }) => {
     const p = valid.backup;
     const cases: [unknown, RegExp][] = [

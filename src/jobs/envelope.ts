@@ -117,8 +117,41 @@ export function depthBeyond(value: unknown, limit: number): string | undefined {
 }
 
 export function tenantOf(payload: unknown): string {
-  const tenant = (payload as { tenant?: unknown }).tenant;
+  const tenant =
+    payload !== null && typeof payload === 'object' ? (payload as { tenant?: unknown }).tenant : undefined;
   return typeof tenant === 'string' ? tenant : 'unknown';
+}
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/**
+ * Checks what a job carries besides its payload, as the worker receives it: written by our producer,
+ * or by anything else that can reach Redis. Throws a ValidationError naming each bad field. (The run
+ * id is checked by runIdOf, the payload by parsePayload.)
+ */
+export function checkEnvelope(data: unknown): asserts data is JobEnvelope {
+  if (data === null || typeof data !== 'object')
+    throw new ValidationError('job envelope', ['(root): not an object']);
+  const e = data as Record<string, unknown>;
+  const known = new Set(['v', 'payload', 'runId', 'requestedBy', 'digest', 'fannedOut', 'redacted']);
+  const issues = [
+    ...Object.keys(e)
+      .filter((k) => !known.has(k))
+      .map((k) => `(root): Unrecognized key: ${JSON.stringify(k)}`),
+    ...(e.v === 1 ? [] : ['v: must be 1']),
+    ...(!('payload' in e) ? ['payload: is required'] : []),
+    ...(e.requestedBy === undefined || (typeof e.requestedBy === 'string' && e.requestedBy.length <= 200)
+      ? []
+      : ['requestedBy: must be text of at most 200 characters']),
+    ...(e.digest === undefined || (typeof e.digest === 'string' && DIGEST.test(e.digest))
+      ? []
+      : ['digest: must be sha256:<64 hex digits>']),
+    ...(e.fannedOut === undefined || typeof e.fannedOut === 'boolean'
+      ? []
+      : ['fannedOut: must be a boolean']),
+    ...(e.redacted === undefined || e.redacted === true ? [] : ['redacted: must be true']),
+  ];
+  if (issues.length > 0) throw new ValidationError('job envelope', issues);
 }
 
 /**

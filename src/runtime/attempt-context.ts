@@ -21,8 +21,8 @@ import { scopeFor, type SourceTemplates, type TenantScope } from '../storage/ten
 export class AttemptContext implements JobContext {
   readonly tenant: string;
   readonly deps: FleetDeps;
-  /** Set by the runtime once the envelope has been checked, before the handler runs. */
-  runId = '';
+  /** The run's identity ('' only for a job whose envelope was refused: its handler never runs). */
+  readonly runId: string;
   readonly #type: JobName;
   readonly #bullJob: Job<JobEnvelope>;
   readonly #token: string | undefined;
@@ -44,7 +44,9 @@ export class AttemptContext implements JobContext {
     token: string | undefined,
     running: RunningJob,
     sources: SourceTemplates,
+    runId: string,
   ) {
+    this.runId = runId;
     this.deps = deps;
     this.#type = type;
     this.#bullJob = bullJob;
@@ -132,7 +134,7 @@ export class AttemptContext implements JobContext {
   }
 
   get fanOut(): FanOut {
-    return (this.#fanOut ??= fanOutFor(this.deps, this.#bullJob, this.#token));
+    return (this.#fanOut ??= fanOutFor(this.deps, this.#bullJob, this.#token, this.runId));
   }
 
   throwIfInterrupted(): void {

@@ -8,7 +8,7 @@
 import { Queue, WaitingChildrenError, type Job } from 'bullmq';
 import type { JobName, PayloadInput, Result } from '../../queues/index.ts';
 import { jobOptions } from '../client/client.ts';
-import { buildJob, type JobEnvelope } from '../jobs/envelope.ts';
+import { buildJob, isLegacyRunId, type JobEnvelope } from '../jobs/envelope.ts';
 import type { FleetDeps } from './deps.ts';
 
 export interface FanOutOutcome<N extends JobName> {
@@ -21,10 +21,20 @@ export type FanOut = <N extends JobName>(
   children: { key: string; payload: PayloadInput<N> }[],
 ) => Promise<FanOutOutcome<N>>;
 
-/** Child job id: the parent's id and the child's key (BullMQ ids may not contain ':'). */
-const childId = (parentId: string, key: string) => `${parentId}.${key}`;
+/**
+ * Child job id: the parent's run id and the child's key, so that a later run under the same job id
+ * (a reused idempotency key) does not find the children of an earlier one; a parent queued before
+ * run ids uses its job id. BullMQ ids may not contain ':'.
+ */
+const childId = (parentKey: string, key: string) => `${parentKey}.${key}`;
 
-export function fanOutFor(deps: FleetDeps, job: Job<JobEnvelope>, token: string | undefined): FanOut {
+export function fanOutFor(
+  deps: FleetDeps,
+  job: Job<JobEnvelope>,
+  token: string | undefined,
+  runId: string,
+): FanOut {
+  const parentKey = isLegacyRunId(runId) ? job.id! : runId;
   return async (type, children) => {
     if (!token) throw new Error('fanOut needs the worker token of a running job');
     if (!job.data.fannedOut) {
@@ -35,7 +45,7 @@ export function fanOutFor(deps: FleetDeps, job: Job<JobEnvelope>, token: string 
             ...buildJob(type, c.payload, job.data.requestedBy),
             opts: {
               ...jobOptions(type),
-              jobId: childId(job.id!, c.key),
+              jobId: childId(parentKey, c.key),
               parent: { id: job.id!, queue: job.queueQualifiedName },
               ignoreDependencyOnFailure: true,
             },
@@ -51,7 +61,7 @@ export function fanOutFor(deps: FleetDeps, job: Job<JobEnvelope>, token: string 
 
     const keyOf = (childKey: string) => {
       const id = childKey.slice(childKey.lastIndexOf(':') + 1);
-      return id.slice(job.id!.length + 1);
+      return id.slice(parentKey.length + 1);
     };
     const values = await job.getChildrenValues<Result<typeof type>>();
     const failures = await job.getIgnoredChildrenFailures();

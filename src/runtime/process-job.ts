@@ -5,7 +5,15 @@
 import { UnrecoverableError, WaitingChildrenError, WaitingError, type Job } from 'bullmq';
 import { catalog, type JobName } from '../../queues/index.ts';
 import { classifyError, PermanentError, TransientError } from '../errors.ts';
-import { parsePayload, payloadDigest, runIdOf, tenantOf, type JobEnvelope } from '../jobs/envelope.ts';
+import {
+  checkEnvelope,
+  isLegacyRunId,
+  parsePayload,
+  payloadDigest,
+  runIdOf,
+  tenantOf,
+  type JobEnvelope,
+} from '../jobs/envelope.ts';
 import type { AuditEvent } from '../control/audit-outbox.ts';
 import type { FleetMetrics } from '../metrics.ts';
 import { AttemptContext } from './attempt-context.ts';
@@ -44,9 +52,9 @@ export async function processJob(
     jobId: job.id!,
     runId: undefined,
     tenant,
-    requestedBy: job.data?.requestedBy,
+    requestedBy: typeof job.data?.requestedBy === 'string' ? job.data.requestedBy : undefined,
     // Jobs from older producers carry no digest: computed below, once the payload has passed.
-    payloadDigest: job.data?.digest ?? '',
+    payloadDigest: typeof job.data?.digest === 'string' ? job.data.digest : '',
     status: 'active',
     at: 0,
     attempt,
@@ -63,16 +71,27 @@ export async function processJob(
   // second (see longRunningAudit).
   const running = opts.inFlight.start(type, tenant, contract.policy.timeoutMs, event);
   if (opts.shutdown.aborted) running.abort(opts.shutdown.reason);
-  const ctx = new AttemptContext(deps, type, tenant, job, token, running, opts.sources);
+  // The run id is the context's from the start (its checkpoints and records are keyed by it); an
+  // envelope without a valid one fails below, before the handler runs.
+  let envelopeError: unknown;
+  let runId = '';
   try {
-    if (job.data?.redacted)
+    checkEnvelope(job.data);
+    runId = runIdOf(job.data, deps.prefix, job.id!);
+  } catch (err) {
+    envelopeError = err;
+  }
+  event.runId = isLegacyRunId(runId) ? undefined : runId;
+  const ctx = new AttemptContext(deps, type, tenant, job, token, running, opts.sources, runId);
+  try {
+    if (envelopeError) throw envelopeError;
+    if (job.data.redacted)
       throw new PermanentError(
         'payload_redacted',
         `this ${type} job finished and its personal data was removed from it: enqueue it anew`,
       );
     const payload = parsePayload(type, job.data?.payload);
     if (!event.payloadDigest) event.payloadDigest = payloadDigest(payload);
-    ctx.runId = event.runId = runIdOf(job.data, deps.prefix, job.id!);
     // The cached answer without an await: most jobs are for tenants this worker has seen.
     if (tenant !== 'all' && !deps.tenants.isKnown(tenant)) await deps.tenants.assertKnown(tenant);
     if (deps.log.isLevelEnabled('info')) ctx.log.info('job started');
