@@ -103,11 +103,11 @@ const S3_PERMANENT = new Set(['NoSuchKey', 'NoSuchBucket', 'AccessDenied', 'Inva
 
 /** File-system faults that retrying cannot mend (a source that is missing, a folder, unreadable). */
 const FS_PERMANENT_CODES: Record<string, string> = {
-  ENOENT: 'source_not_found',
-  EISDIR: 'source_not_a_file',
-  ENOTDIR: 'source_not_found',
-  EACCES: 'source_not_readable',
-  EPERM: 'source_not_readable',
+  ENOENT: 'file_not_found',
+  EISDIR: 'not_a_file',
+  ENOTDIR: 'file_not_found',
+  EACCES: 'file_not_readable',
+  EPERM: 'file_not_readable',
 };
 
 /** Only file operations: ENOENT from connecting to a Unix socket is a server that is down. */

@@ -181,7 +181,7 @@ describe('contracts', () => {
       ...valid['load-fixtures'],
       source: { type: 'inline', rows: Array.from({ length: 10_000 }, () => ({ blob: 'x'.repeat(500) })) },
     });
-    await expect(big).rejects.toThrow(/\(root\): \d+ characters of JSON, more than the 4194304 allowed/);
+    await expect(big).rejects.toThrow(/\(root\): \d+ bytes of JSON, more than the 4194304 allowed/);
     expect(await deps.redis.keys(`${deps.prefix}:*`)).toEqual([]);
   });
 

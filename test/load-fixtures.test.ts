@@ -303,6 +303,8 @@ describe('load-fixtures sources and formats', () => {
     const refused: [Record<string, string>, RegExp][] = [
       [{ type: 'file', path: '/etc/passwd' }, /\[source_not_allowed\] .*outside this tenant's folders/],
       [{ type: 'file', path: path.join(other, 'x.ndjson') }, /\[source_not_allowed\]/],
+      // Whether a path outside exists is not revealed: missing or not, the answer is the same.
+      [{ type: 'file', path: path.join(other, 'missing.ndjson') }, /\[source_not_allowed\]/],
       [{ type: 'file', path: path.join(files, '../other_tenant/x.ndjson') }, /\[source_not_allowed\]/],
       [{ type: 'file', path: path.join(files, 'link.ndjson') }, /\[source_not_allowed\]/],
       [{ type: 'file', path: files }, /\[source_not_allowed\]/],

@@ -7,6 +7,8 @@
 import type { Dataset } from '../../demo/generate.ts';
 import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import type { Job } from 'bullmq';
+import type { JobEnvelope } from '../jobs/envelope.ts';
 import { isJobName, jobNames, type JobName } from '../../queues/index.ts';
 import { JOB_STATES, type JobState } from '../board/job-states.ts';
 import { closeDeps } from '../runtime/deps.ts';
@@ -214,13 +216,16 @@ jobs
   .argument('<id>')
   .action((type: JobName, id: string) =>
     withClient(async (client, deps) => {
-      const job = await client.queue(type).getJob(id);
+      const job = (await client.queue(type).getJob(id)) as Job<JobEnvelope> | undefined;
+      // The audit row of the run Redis holds; with no job there, of the latest run under this id.
+      const runId = typeof job?.data?.runId === 'string' ? job.data.runId : undefined;
       print({
         state: job ? await job.getState() : 'not in Redis (removed, or past its retention)',
+        runId,
         progress: job?.progress,
         result: job?.returnvalue,
         failedReason: job?.failedReason,
-        audit: await deps.control.jobRun(deps.prefix, type, id),
+        audit: await deps.control.jobRun(deps.prefix, type, id, runId),
       });
     }),
   );

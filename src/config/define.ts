@@ -68,8 +68,14 @@ export function defineConfig(config: DbfleetConfig): DbfleetConfig {
 
 function targetProblems(config: DbfleetConfig): string[] {
   const targets: [string, string][] = [
-    ...(config.personalData ?? []).map((p, i): [string, string] => [`personalData[${i}].name`, p.name]),
-    ...(config.retention ?? []).map((r, i): [string, string] => [`retention[${i}].target`, r.target]),
+    ...(config.personalData ?? []).flatMap((p, i): [string, string][] => [
+      [`personalData[${i}].name`, p.name],
+      [`personalData[${i}].subjectField`, p.subjectField],
+    ]),
+    ...(config.retention ?? []).flatMap((r, i): [string, string][] => [
+      [`retention[${i}].target`, r.target],
+      [`retention[${i}].timeField`, r.timeField],
+    ]),
     ...(config.validation ?? []).flatMap((v, i): [string, string][] => [
       [`validation[${i}].target`, v.target],
       ...(v.references
@@ -93,5 +99,6 @@ export async function loadConfig(file?: string): Promise<DbfleetConfig> {
   }
   const mod = (await import(pathToFileURL(candidate).href)) as { default?: DbfleetConfig };
   if (!mod.default) throw new Error(`config module ${candidate} has no default export (use defineConfig)`);
-  return mod.default;
+  // Checked here too: a module may export a plain object instead of calling defineConfig.
+  return defineConfig(mod.default);
 }

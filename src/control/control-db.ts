@@ -118,11 +118,15 @@ export class ControlDb {
     return (rowCount ?? 0) > 0;
   }
 
-  /** The latest run of a job id (an id may name several runs over time). */
-  async jobRun(prefix: string, queue: string, jobId: string): Promise<JobRunRow | undefined> {
+  /**
+   * A job's audit row: of the run given, or of its latest run (a job id may name several runs over
+   * time).
+   */
+  async jobRun(prefix: string, queue: string, jobId: string, runId?: string): Promise<JobRunRow | undefined> {
     const { rows } = await this.pool.query<JobRunRow>(
-      'SELECT * FROM dbfleet.job_runs WHERE prefix = $1 AND queue = $2 AND job_id = $3 ORDER BY updated_at DESC LIMIT 1',
-      [prefix, queue, jobId],
+      `SELECT * FROM dbfleet.job_runs WHERE prefix = $1 AND queue = $2 AND job_id = $3
+         AND ($4::text IS NULL OR run_id = $4) ORDER BY updated_at DESC LIMIT 1`,
+      [prefix, queue, jobId, runId ?? null],
     );
     return rows[0];
   }

@@ -64,9 +64,10 @@ export function buildJob<N extends JobName>(
 ): { name: string; data: JobEnvelope } {
   const payload = parsePayload(type, input);
   const json = canonicalJson(payload);
-  if (json.length > MAX_PAYLOAD_BYTES)
+  const bytes = json.length > MAX_PAYLOAD_BYTES / 3 ? Buffer.byteLength(json) : json.length;
+  if (bytes > MAX_PAYLOAD_BYTES)
     throw new ValidationError(`${type} payload`, [
-      `(root): ${json.length} characters of JSON, more than the ${MAX_PAYLOAD_BYTES} allowed (load large sets from a file or S3)`,
+      `(root): ${bytes} bytes of JSON, more than the ${MAX_PAYLOAD_BYTES} allowed (load large sets from a file or S3)`,
     ]);
   return {
     name: `${type}@${tenantOf(payload)}`,
@@ -74,7 +75,8 @@ export function buildJob<N extends JobName>(
       v: 1,
       payload,
       runId: randomUUID(),
-      digest: 'sha256:' + hash('sha256', json),
+      digest:
+        catalog[type].sensitive.length > 0 ? payloadDigest(type, payload) : 'sha256:' + hash('sha256', json),
       ...(requestedBy ? { requestedBy } : {}),
     },
   };
@@ -180,9 +182,13 @@ function stringifySorted(value: unknown): string | undefined {
   return `{${out}}`;
 }
 
-/** What the audit log stores instead of the payload: it may hold personal data. */
-export function payloadDigest(payload: unknown): string {
-  return 'sha256:' + hash('sha256', canonicalJson(payload));
+/**
+ * What the audit log stores instead of the payload: it may hold personal data. Of the payload with
+ * its sensitive paths redacted: a digest of an erasure's subject id could be confirmed by hashing
+ * guessed ids.
+ */
+export function payloadDigest(type: JobName, payload: unknown): string {
+  return 'sha256:' + hash('sha256', canonicalJson(redactPaths(payload, catalog[type].sensitive)));
 }
 
 /** The BullMQ job id for an idempotency key: hashed, so a key that embeds personal data does not leak. */

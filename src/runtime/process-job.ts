@@ -91,7 +91,7 @@ export async function processJob(
         `this ${type} job finished and its personal data was removed from it: enqueue it anew`,
       );
     const payload = parsePayload(type, job.data?.payload);
-    if (!event.payloadDigest) event.payloadDigest = payloadDigest(payload);
+    if (!event.payloadDigest) event.payloadDigest = payloadDigest(type, payload);
     // The cached answer without an await: most jobs are for tenants this worker has seen.
     if (tenant !== 'all' && !deps.tenants.isKnown(tenant)) await deps.tenants.assertKnown(tenant);
     if (deps.log.isLevelEnabled('info')) ctx.log.info('job started');

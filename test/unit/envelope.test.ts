@@ -7,7 +7,9 @@ import { redactUrl } from '../../src/logger.ts';
 
 describe('job envelope helpers', () => {
   it('digests equal payloads equally whatever their key order', () => {
-    expect(payloadDigest({ a: 1, b: { c: 2, d: 3 } })).toBe(payloadDigest({ b: { d: 3, c: 2 }, a: 1 }));
+    expect(payloadDigest('backup', { a: 1, b: { c: 2, d: 3 } })).toBe(
+      payloadDigest('backup', { b: { d: 3, c: 2 }, a: 1 }),
+    );
     expect(canonicalJson({ b: 1, a: 2 })).toBe('{"a":2,"b":1}');
   });
 
@@ -26,6 +28,14 @@ describe('job envelope helpers', () => {
     expect(canonicalJson(value)).toBe(JSON.stringify(value, sortKeys));
     expect(canonicalJson(null)).toBe('null');
     expect(canonicalJson([undefined])).toBe('[null]');
+  });
+
+  it('digests a payload without its sensitive paths: an erasure digest cannot confirm a guessed subject', () => {
+    const erase = (id: string) => ({ tenant: 'acme', subject: { id }, dryRun: false });
+    expect(payloadDigest('erase', erase('alice'))).toBe(payloadDigest('erase', erase('bob')));
+    expect(payloadDigest('erase', erase('alice'))).not.toBe(
+      payloadDigest('erase', { ...erase('alice'), tenant: 'globex' }),
+    );
   });
 
   it('hashes idempotency keys so a key holding personal data does not reach Redis', () => {

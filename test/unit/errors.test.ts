@@ -103,15 +103,15 @@ describe('classifyError', () => {
     expect(classifyError(raised).message).toBe('PostgreSQL: a function raised an exception (SQLSTATE P0001)');
   });
 
-  it('a file source that is missing or a folder fails at once; a socket that is missing is retried', () => {
+  it('a file that is missing or a folder fails at once; a socket that is missing is retried', () => {
     const fsError = (code: string, syscall: string) => Object.assign(new Error(code), { code, syscall });
     expect(classifyError(fsError('EISDIR', 'read'))).toMatchObject({
       kind: 'permanent',
-      code: 'source_not_a_file',
+      code: 'not_a_file',
     });
     expect(classifyError(fsError('ENOENT', 'open'))).toMatchObject({
       kind: 'permanent',
-      code: 'source_not_found',
+      code: 'file_not_found',
     });
     expect(classifyError(fsError('ENOENT', 'connect')).kind).toBe('transient');
   });

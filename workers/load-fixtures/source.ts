@@ -18,9 +18,17 @@ type Source = Payload<'load-fixtures'>['source'];
  * and anything but a regular file.
  */
 export async function resolveAllowedPath(file: string, roots: readonly string[]): Promise<string> {
+  const notAllowed = new PermanentError(
+    'source_not_allowed',
+    `source file ${file} is outside this tenant's folders (DBFLEET_FILE_ROOTS)`,
+  );
+  // As written first, before touching the file system: whether a path outside the tenant's folders
+  // exists is not for its jobs to learn.
+  const written = path.resolve(file);
+  if (!roots.some((root) => written.startsWith(path.resolve(root) + path.sep))) throw notAllowed;
   let real: string;
   try {
-    real = await realpath(path.resolve(file));
+    real = await realpath(written);
   } catch {
     throw new PermanentError('source_not_found', `source file ${file} does not exist`);
   }
@@ -32,10 +40,7 @@ export async function resolveAllowedPath(file: string, roots: readonly string[])
       return real;
     }
   }
-  throw new PermanentError(
-    'source_not_allowed',
-    `source file ${file} is outside this tenant's folders (DBFLEET_FILE_ROOTS)`,
-  );
+  throw notAllowed;
 }
 
 export async function openRecords(
