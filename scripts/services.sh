@@ -90,10 +90,13 @@ redis_up() {
 }
 redis_down() { # waits for Redis to finish writing and exit, so that a restart finds its data
   local pid
-  [ -f "$STATE/run/redis.pid" ] || return 0
-  pid=$(cat "$STATE/run/redis.pid")
-  kill "$pid" 2>/dev/null || return 0
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  if [ -f "$STATE/run/redis.pid" ] && pid=$(cat "$STATE/run/redis.pid") && kill "$pid" 2>/dev/null; then
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  elif port_open "$REDIS_PORT"; then
+    # One we did not start (a distribution's service): SHUTDOWN persists what it holds first.
+    redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true
+    while port_open "$REDIS_PORT"; do sleep 0.05; done
+  fi
 }
 
 # ----------------------------------------------------------------------------------- PostgreSQL

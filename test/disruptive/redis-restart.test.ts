@@ -49,9 +49,12 @@ test.for(cases)(
       60_000,
       20,
     );
+    const serverRun = async () => /run_id:(\w+)/.exec(await deps.redis.info('server'))![1];
+    const before = await serverRun();
     execFileSync('bash', [path.join(ROOT, 'scripts/services.sh'), 'restart', 'redis'], { stdio: 'ignore' });
 
     const result = await job.waitForResult({ timeoutMs: 240_000 });
+    expect(await serverRun()).not.toBe(before); // Redis did restart
     expect(result).toMatchObject({ read: c.rows, loaded: c.rows, rejected: 0 });
     expect(await c.distinct(tenant)).toEqual({ total: c.rows, distinct: c.rows });
     if (c.store === 'postgres') expect(await countRows(tenant, 'users')).toBe(c.rows);
