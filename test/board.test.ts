@@ -169,9 +169,17 @@ describe('board', () => {
     loopback,
     client,
     startWorker,
+    tenant,
   }) => {
     // A failed job: load-fixtures for a tenant that was never added fails at once, not retried.
     const worker = startWorker({ queues: ['load-fixtures'] });
+    // A completed one: its run is over, and it is not run again from the board.
+    const done = await client.enqueue('load-fixtures', {
+      tenant: tenant.id,
+      target: { store: 'mongo', name: 'sessions' },
+      source: { type: 'inline', rows: [] },
+    });
+    await done.waitForResult();
     const failing = await client.enqueue('load-fixtures', {
       tenant: 'nosuchtenant',
       target: { store: 'mongo', name: 'sessions' },
@@ -181,6 +189,10 @@ describe('board', () => {
     await eventually(async () => (await loads.getJob(failing.id))?.failedReason);
     await worker.close();
     expect(await loads.getJob(failing.id).then((j) => j!.getState())).toBe('failed');
+    const completedRetry = await boardApi(loopback, 'PUT', `/api/queues/load-fixtures/${done.id}/retry`);
+    expect(completedRetry.status).toBe(403);
+    expect((await boardApi(loopback, 'PUT', '/api/queues/load-fixtures/retry/completed')).status).toBe(403);
+    expect(await loads.getJob(done.id).then((j) => j!.getState())).toBe('completed');
     expect((await boardApi(loopback, 'PUT', `/api/queues/load-fixtures/${failing.id}/retry`)).status).toBe(
       204,
     );

@@ -58,10 +58,30 @@ export function isAllowedBoardRoute(method: string, route: string): boolean {
  * path matches the allowed patterns exactly as Bull Board's Express router would match it (case,
  * trailing slash, encoding).
  */
-export function boardActionGuard(): Router {
+export function boardActionGuard(
+  jobState: (queue: string, jobId: string) => Promise<string | undefined>,
+): Router {
   const guard = Router();
   const leaveGuard: RequestHandler = (_req, _res, next) => next('router');
   guard.use((req, _res, next) => (READ_METHODS.has(req.method) ? next('router') : next()));
+  // Only failed jobs are retried from the board: a completed job's run is over, and its checkpoints
+  // may have expired with its retention, so running it again would start the work over.
+  const onlyFailed: RequestHandler = (req, res, next) => {
+    const { queueName, jobId, queueStatus } = req.params as Record<string, string>;
+    const state = queueStatus !== undefined ? Promise.resolve(queueStatus) : jobState(queueName!, jobId!);
+    state.then(
+      (s) =>
+        s === 'failed'
+          ? next('router')
+          : res.status(403).json({
+              error: `retrying ${s ?? 'this'} jobs is not allowed from the board`,
+              message: 'only failed jobs are retried; a finished run is enqueued anew (dbfleet enqueue)',
+            }),
+      next,
+    );
+  };
+  guard.put('/api/queues/:queueName/:jobId/retry', onlyFailed);
+  guard.put('/api/queues/:queueName/retry/:queueStatus', onlyFailed);
   for (const action of BOARD_ACTIONS) guard[action.method](action.route, leaveGuard);
   guard.use((req, res) => {
     res.status(403).json({

@@ -9,7 +9,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Gauge } from 'prom-client';
-import { catalog, jobNames, type JobName } from '../../queues/index.ts';
+import { catalog, isJobName, jobNames, type JobName } from '../../queues/index.ts';
 import { redactPaths, type JobEnvelope } from '../jobs/envelope.ts';
 import { createFleetMetrics, reasonCode } from '../metrics.ts';
 import type { FleetDeps } from '../runtime/deps.ts';
@@ -107,7 +107,9 @@ export function createBoard(deps: FleetDeps, options: BoardOptions = {}): Board 
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   app.get('/', (_req, res) => res.redirect(BOARD_PATH));
-  app.use(BOARD_PATH, boardActionGuard(), serverAdapter.getRouter());
+  const jobState = async (queue: string, jobId: string) =>
+    isJobName(queue) ? await queues.get(queue)!.getJobState(jobId) : undefined;
+  app.use(BOARD_PATH, boardActionGuard(jobState), serverAdapter.getRouter());
 
   return {
     app,
