@@ -989,18 +989,18 @@ test('a load clears checkpoints no delivery or retry can need any more, and keep
   await (await load()).waitForResult();
   const sql = (text: string) => tenant.pg.withClient((c) => c.query(text));
   await sql(`INSERT INTO _dbfleet_load_checkpoints (load_key, progress, updated_at) VALUES
-    ('done-8-days', '{"done": true}', now() - interval '8 days'),
-    ('done-6-days', '{"done": true}', now() - interval '6 days'),
-    ('open-31-days', '{"done": false}', now() - interval '31 days'),
-    ('open-29-days', '{"done": false}', now() - interval '29 days')`);
+    ('done-15-days', '{"done": true}', now() - interval '15 days'),
+    ('done-13-days', '{"done": true}', now() - interval '13 days'),
+    ('open-38-days', '{"done": false}', now() - interval '38 days'),
+    ('open-36-days', '{"done": false}', now() - interval '36 days')`);
   const second = await load();
   await second.waitForResult();
   const { rows } = await sql('SELECT load_key FROM _dbfleet_load_checkpoints ORDER BY load_key');
   expect(rows.map((r: { load_key: string }) => r.load_key).filter((k: string) => k.includes('-'))).toEqual(
-    expect.arrayContaining(['done-6-days', 'open-29-days', second.runId]),
+    expect.arrayContaining(['done-13-days', 'open-36-days', second.runId]),
   );
-  expect(rows.map((r: { load_key: string }) => r.load_key)).not.toContain('done-8-days');
-  expect(rows.map((r: { load_key: string }) => r.load_key)).not.toContain('open-31-days');
+  expect(rows.map((r: { load_key: string }) => r.load_key)).not.toContain('done-15-days');
+  expect(rows.map((r: { load_key: string }) => r.load_key)).not.toContain('open-38-days');
 });
 
 test('a job queued before run ids resumes from the checkpoint its key names, and records the refusals it carries', async ({

@@ -20,6 +20,7 @@ import {
 } from './load-fixtures/sink.ts';
 import type { Payload, Result as Results } from '../queues/index.ts';
 import { loadFixtures as loadFixturesContract } from '../queues/load-fixtures.ts';
+import { checkpointLifetime } from '../src/runtime/checkpoint.ts';
 
 type Result = Results<'load-fixtures'>;
 
@@ -62,10 +63,7 @@ function withSink<T>(
           mode: p.mode,
           key: p.key,
           loadKey: ctx.job.runId,
-          keepSeconds: {
-            finished: loadFixturesContract.policy.keepCompleted.ageSeconds,
-            unfinished: loadFixturesContract.policy.keepFailed.ageSeconds,
-          },
+          keepSeconds: checkpointLifetime(loadFixturesContract.policy),
         }),
       ),
     );

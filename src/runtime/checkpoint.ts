@@ -26,12 +26,30 @@ export function checkpointKey(prefix: string, queue: string, jobId: string, runI
   return isLegacyRunId(runId) ? `${prefix}:${queue}:${jobId}:checkpoint` : `${prefix}:dbfleet:run:${runId}`;
 }
 
+/**
+ * Added to the retention a checkpoint is kept for: BullMQ removes finished jobs past their age only
+ * when another job of the queue finishes, so in a quiet queue a job can outlive its retention.
+ */
+export const CHECKPOINT_MARGIN_SECONDS = 7 * 24 * 3600;
+
+/** How long a run's checkpoint outlives its last write: finished, and not yet finished. */
+export function checkpointLifetime(policy: Pick<JobPolicy, 'keepCompleted' | 'keepFailed'>): {
+  finished: number;
+  unfinished: number;
+} {
+  return {
+    finished: policy.keepCompleted.ageSeconds + CHECKPOINT_MARGIN_SECONDS,
+    unfinished: policy.keepFailed.ageSeconds + CHECKPOINT_MARGIN_SECONDS,
+  };
+}
+
 export function redisCheckpoint(
   redis: Redis,
   key: string,
   policy: Pick<JobPolicy, 'keepCompleted' | 'keepFailed'>,
 ): Checkpoint {
   // An unfinished run can be retried for as long as its failed job is kept.
+  const lifetime = checkpointLifetime(policy);
   const write = (value: unknown, ttlSeconds: number) =>
     redis.set(key, JSON.stringify(value), 'EX', ttlSeconds).then(() => undefined);
   return {
@@ -39,8 +57,8 @@ export function redisCheckpoint(
       const raw = await redis.get(key);
       return raw === null ? undefined : (JSON.parse(raw) as T);
     },
-    set: (value) => write(value, policy.keepFailed.ageSeconds),
-    finish: (value) => write(value, policy.keepCompleted.ageSeconds),
+    set: (value) => write(value, lifetime.unfinished),
+    finish: (value) => write(value, lifetime.finished),
     async clear() {
       await redis.del(key);
     },
