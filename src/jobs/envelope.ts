@@ -125,20 +125,31 @@ export function tenantOf(payload: unknown): string {
 }
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
+const ENVELOPE_KEYS = new Set(['v', 'payload', 'runId', 'requestedBy', 'digest', 'fannedOut', 'redacted']);
 
 /**
  * Checks what a job carries besides its payload, as the worker receives it: written by our producer,
  * or by anything else that can reach Redis. Throws a ValidationError naming each bad field. (The run
- * id is checked by runIdOf, the payload by parsePayload.)
+ * id is checked by runIdOf, the payload by parsePayload.) Runs for every job: the issues are only
+ * gathered once a check has failed.
  */
 export function checkEnvelope(data: unknown): asserts data is JobEnvelope {
   if (data === null || typeof data !== 'object')
     throw new ValidationError('job envelope', ['(root): not an object']);
   const e = data as Record<string, unknown>;
-  const known = new Set(['v', 'payload', 'runId', 'requestedBy', 'digest', 'fannedOut', 'redacted']);
+  let valid = e.v === 1 && 'payload' in e;
+  for (const key in e) if (!ENVELOPE_KEYS.has(key)) valid = false;
+  if (
+    valid &&
+    (e.requestedBy === undefined || (typeof e.requestedBy === 'string' && e.requestedBy.length <= 200)) &&
+    (e.digest === undefined || (typeof e.digest === 'string' && DIGEST.test(e.digest))) &&
+    (e.fannedOut === undefined || typeof e.fannedOut === 'boolean') &&
+    (e.redacted === undefined || e.redacted === true)
+  )
+    return;
   const issues = [
     ...Object.keys(e)
-      .filter((k) => !known.has(k))
+      .filter((k) => !ENVELOPE_KEYS.has(k))
       .map((k) => `(root): Unrecognized key: ${JSON.stringify(k)}`),
     ...(e.v === 1 ? [] : ['v: must be 1']),
     ...(!('payload' in e) ? ['payload: is required'] : []),
@@ -153,7 +164,7 @@ export function checkEnvelope(data: unknown): asserts data is JobEnvelope {
       : ['fannedOut: must be a boolean']),
     ...(e.redacted === undefined || e.redacted === true ? [] : ['redacted: must be true']),
   ];
-  if (issues.length > 0) throw new ValidationError('job envelope', issues);
+  throw new ValidationError('job envelope', issues);
 }
 
 /**
@@ -194,6 +205,18 @@ export function payloadDigest(type: JobName, payload: unknown): string {
 /** The BullMQ job id for an idempotency key: hashed, so a key that embeds personal data does not leak. */
 export function jobIdForKey(key: string): string {
   return 'k-' + createHash('sha256').update(key).digest('hex').slice(0, 40);
+}
+
+/** Whether any of the dotted paths leads to a value in `value` (cheap: no copy). */
+export function hasAnyPath(value: unknown, paths: readonly string[]): boolean {
+  return paths.some((p) => {
+    let node: unknown = value;
+    for (const part of p.split('.')) {
+      if (node === null || typeof node !== 'object' || !(part in node)) return false;
+      node = (node as Record<string, unknown>)[part];
+    }
+    return true;
+  });
 }
 
 /** A copy of `value` with each dotted path replaced by a marker. Used for the board and finished jobs. */

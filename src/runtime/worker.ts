@@ -8,7 +8,7 @@ import { catalog, isJobName, type JobName } from '../../queues/index.ts';
 import { AuditDrain } from '../control/audit-drain.ts';
 import { warnIfNotDurable } from '../redis.ts';
 import type { AuditEvent } from '../control/audit-outbox.ts';
-import { canonicalJson, redactPaths, type JobEnvelope } from '../jobs/envelope.ts';
+import { hasAnyPath, redactPaths, type JobEnvelope } from '../jobs/envelope.ts';
 import { createFleetMetrics, type FleetMetrics } from '../metrics.ts';
 import type { FleetDeps } from './deps.ts';
 import type { AnyHandler } from './handler.ts';
@@ -62,10 +62,9 @@ export function lockTimings(lockDurationMs: number): { lockDuration: number; sta
  */
 function redactOnceFinished(worker: Worker<JobEnvelope>, deps: FleetDeps, type: JobName): void {
   const redact = (job: Job<JobEnvelope> | undefined) => {
-    if (!job?.data || job.data.redacted) return;
-    const payload = redactPaths(job.data.payload, catalog[type].sensitive);
     // A job without any sensitive field (a load from a file) keeps its payload and can run again.
-    if (canonicalJson(payload) === canonicalJson(job.data.payload)) return;
+    if (!job?.data || job.data.redacted || !hasAnyPath(job.data.payload, catalog[type].sensitive)) return;
+    const payload = redactPaths(job.data.payload, catalog[type].sensitive);
     job
       .updateData({ ...job.data, payload, redacted: true })
       .catch((err: unknown) =>
