@@ -351,10 +351,11 @@ builds() { # everything built once per machine; each step returns at once when i
 # --------------------------------------------------- FerretDB on PostgreSQL with DocumentDB
 ferret_pg_up() {
   port_open "$FERRET_PG_PORT" && return 0
-  # FerretDB's recommended settings (its packaging's 10-preload.sh), and a write batch as large as
-  # the one FerretDB advertises to drivers (100,000; DocumentDB's default of 25,000 fails insertMany
-  # of larger arrays).
-  pg_cluster_init "$FERRET_PGDATA" "$FERRET_PG_PORT" mongo-postgres <<'EOF'
+  # FerretDB's recommended settings (its packaging's 10-preload.sh); a write batch as large as the
+  # one FerretDB advertises to drivers (100,000; DocumentDB's default of 25,000 fails insertMany of
+  # larger arrays); and DocumentDB's connections to its own server (index builds, for one) over the
+  # socket, where the superuser is trusted, rather than TCP, where it would need a password.
+  pg_cluster_init "$FERRET_PGDATA" "$FERRET_PG_PORT" mongo-postgres <<EOF
 shared_preload_libraries = 'pg_cron,pg_documentdb_core,pg_documentdb'
 cron.database_name = 'postgres'
 documentdb.enableCompact = true
@@ -366,6 +367,7 @@ documentdb.enableBypassDocumentValidation = true
 documentdb.enableUserCrud = true
 documentdb.maxUserLimit = 100
 documentdb.maxWriteBatchSize = 100000
+documentdb.localhost_connection_string = 'host=$STATE/run'
 EOF
   pg_cluster_start "$FERRET_PGDATA" mongo-postgres
   PGOPTIONS='-c client_min_messages=warning' pg_psql "$FERRET_PG_PORT" -d postgres \
