@@ -1,9 +1,9 @@
 /**
- * Loads batches into a tenant collection with unordered bulk writes. MongoDB (and FerretDB) give us no
- * multi-document transactions to bind a batch to its checkpoint, so writes are made idempotent instead:
- * every document gets a deterministic _id (its own, or one derived from the run and record number),
- * and the first batch of an attempt, which a crashed earlier delivery may have half-written, tells
- * its own earlier writes apart from real duplicates.
+ * Loads batches into a tenant collection with unordered bulk writes. FerretDB has no multi-document
+ * transactions (MongoDB has them only on a replica set) to bind a batch to its checkpoint, so writes
+ * are made idempotent instead: every document gets a deterministic _id (its own, or one derived from
+ * the run and record number), and the first batch of an attempt, which a crashed earlier delivery may
+ * have half-written, tells its own earlier writes apart from real duplicates.
  */
 import { createHash } from 'node:crypto';
 import { BSON, MongoBulkWriteError, ObjectId, type Collection, type Db, type Document } from 'mongodb';
@@ -63,9 +63,11 @@ export function mongoSink(o: MongoSinkOptions): Sink {
   };
 
   /**
-   * Upsert as "delete the batch's keys, then insert the batch". Bulk replaceOne/updateOne with upsert
-   * is fast on MongoDB but crawls on FerretDB (1,000 existing documents took minutes), while $in
-   * deletes and inserts are fast on both. Each batch is idempotent (a retry deletes and inserts the
+   * Upsert as "delete the batch's keys, then insert the batch": one $in delete and one insert per
+   * batch, fast on MongoDB and FerretDB 2 alike, indexed key or not. A bulk replaceOne with upsert
+   * is one filtered write per document: on FerretDB 2.5 about 60,000 documents/s by `_id` but 84/s
+   * by an indexed other field (each write scans the collection), and on MongoDB without an index on
+   * the key a scan per document too. Each batch is idempotent (a retry deletes and inserts the
    * same documents again); readers may see a batch's documents missing for the moment between. Key
    * values are plain values (add() refuses objects) and are matched with $in or $eq, so a value from
    * the data never acts as a query operator.
