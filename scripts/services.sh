@@ -8,8 +8,9 @@
 #   scripts/services.sh env       print the environment (export lines) without starting anything
 #   scripts/services.sh status    say which service answers
 #   scripts/services.sh down      stop everything this script started
-#   scripts/services.sh restart postgres|redis|mongo|mongo-postgres|s3
-#                                 (mongo restarts FerretDB, mongo-postgres the PostgreSQL under it)
+#   scripts/services.sh restart|stop postgres|redis|mongo|mongo-postgres|s3
+#                                 one service (mongo is FerretDB, mongo-postgres the PostgreSQL under
+#                                 it); `up` starts a stopped one again
 #
 # With a Docker engine answering (and DBFLEET_USE_DOCKER=1) it uses docker-compose.yml instead.
 # State lives in $DBFLEET_STATE_DIR (default /var/tmp/dbfleet, which the postgres user can reach when
@@ -449,6 +450,16 @@ case "${1:-up}" in
   env) print_env ;;
   status) status ;;
   down) s3_down; mongo_down; ferret_pg_down; redis_down; pg_down ;;
+  stop)
+    case "${2:-}" in
+      postgres) pg_down ;;
+      redis) redis_down ;;
+      mongo) mongo_down ;;
+      mongo-postgres) ferret_pg_down ;;
+      s3) s3_down ;;
+      *) echo "usage: $0 stop postgres|redis|mongo|mongo-postgres|s3" >&2; exit 2 ;;
+    esac
+    ;;
   restart)
     case "${2:-}" in
       postgres) pg_down; pg_up ;;
@@ -459,5 +470,5 @@ case "${1:-up}" in
       *) echo "usage: $0 restart postgres|redis|mongo|mongo-postgres|s3" >&2; exit 2 ;;
     esac
     ;;
-  *) echo "usage: $0 up|env|status|down|restart <service>" >&2; exit 2 ;;
+  *) echo "usage: $0 up|env|status|down|restart <service>|stop <service>" >&2; exit 2 ;;
 esac

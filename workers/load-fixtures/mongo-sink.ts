@@ -138,6 +138,11 @@ interface Pending {
  * values, which may be personal) and those the server neither stored nor reported: servers differ in
  * what a failed bulk insert counts (MongoDB goes on past an error, others may stop), so after an error
  * the batch is checked against the collection instead of trusting `insertedCount`.
+ *
+ * An insert that failed as a whole (the driver wraps a lost connection or a server's command error in
+ * the same error type, with no document's error in it) is thrown as the driver's own error: the server
+ * is failing, so the attempt fails as transient and BullMQ retries it with backoff rather than
+ * re-inserting at once; the retry's first batch recognises what this one stored.
  */
 async function insertOnce(
   collection: Collection,
@@ -158,6 +163,7 @@ async function insertOnce(
       index: e.index,
       code: e.code,
     }));
+    if (writeErrors.length === 0) throw err.errorResponse instanceof Error ? err.errorResponse : err;
   }
   const refusedAt = new Map(writeErrors.map((e) => [e.index, e.code]));
   const stored = await storedDocs(
