@@ -5,6 +5,7 @@
 # answers it only prints the environment, in well under five seconds.
 #
 #   scripts/services.sh up        install and build what is missing, start what is down, print the environment
+#   scripts/services.sh build     install and build what is missing, start nothing (CI runs it first)
 #   scripts/services.sh env       print the environment (export lines) without starting anything
 #   scripts/services.sh status    say which service answers
 #   scripts/services.sh down      stop everything this script started
@@ -77,10 +78,12 @@ apt_update_once() {
 }
 
 apt_get_install() { # package[=version]...
+  local started=$SECONDS
   log "installing ${*} from Debian's packages"
   apt_update_once
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >"$STATE/log/apt.log" 2>&1 ||
     { tail -n 20 "$STATE/log/apt.log" >&2; return 1; }
+  log "installed in $((SECONDS - started)) s"
 }
 
 apt_install() { # installs the Debian packages named that are missing
@@ -274,7 +277,7 @@ make_install() { # dir, then make variables: builds with both cores, installs in
 
 documentdb_compile() {
   documentdb_installed && return 0
-  local src="$BUILD/src" multiarch
+  local src="$BUILD/src" multiarch started=$SECONDS
   log "building pg_cron $PG_CRON_TAG, pgvector $PGVECTOR_TAG and DocumentDB $DOCUMENTDB_TAG (once per machine)"
   documentdb_build_deps
   # Debian ships the Intel decimal library without the pkg-config file DocumentDB's build asks for.
@@ -294,12 +297,13 @@ documentdb_compile() {
       PKG_CONFIG_PATH="$BUILD/pkgconfig" make_install "$src/documentdb/pg_documentdb" "$copt"
   } >"$STATE/log/documentdb-build.log" 2>&1 || { tail -n 30 "$STATE/log/documentdb-build.log" >&2; return 1; }
   rm -rf "$src/pg_cron" "$src/pgvector" "$src/documentdb"
+  log "extensions built and installed in $((SECONDS - started)) s"
 }
 
 ferretdb_bin() { echo "$BUILD/bin/ferretdb-$FERRETDB_VERSION"; }
 
 ferretdb_compile() {
-  local bin dir
+  local bin dir started=$SECONDS
   bin=$(ferretdb_bin)
   [ -x "$bin" ] && return 0
   need_go FerretDB
@@ -323,13 +327,14 @@ ferretdb_compile() {
   ) >"$STATE/log/ferretdb-build.log" 2>&1 || { tail -n 20 "$STATE/log/ferretdb-build.log" >&2; return 1; }
   mv "$bin.tmp" "$bin"
   rm -rf "$dir"
+  log "FerretDB built in $((SECONDS - started)) s"
 }
 
 mongo_tools_compile() { # mongodump and mongorestore: the reference for backup and restore figures
   [ -x "$MONGO_TOOLS/mongodump" ] && [ -x "$MONGO_TOOLS/mongorestore" ] && return 0
   need_go mongo-tools
   log "building mongodump and mongorestore $MONGO_TOOLS_TAG (once per machine)"
-  local dir="$BUILD/src/mongo-tools" tool
+  local dir="$BUILD/src/mongo-tools" tool started=$SECONDS
   unpack "$(source_archive "mongo-tools-$MONGO_TOOLS_TAG.tar.xz" "https://github.com/mongodb/mongo-tools/archive/refs/tags/$MONGO_TOOLS_TAG.tar.gz")" "$dir"
   mkdir -p "$MONGO_TOOLS"
   # Its dependencies are vendored, so it builds offline (the Go module proxy refuses this module).
@@ -341,6 +346,7 @@ mongo_tools_compile() { # mongodump and mongorestore: the reference for backup a
     mv "$MONGO_TOOLS/$tool.tmp" "$MONGO_TOOLS/$tool"
   done
   rm -rf "$dir"
+  log "mongodump and mongorestore built in $((SECONDS - started)) s"
 }
 
 builds() { # everything built once per machine; each step returns at once when its result is there
@@ -447,6 +453,7 @@ case "${1:-up}" in
     fi
     print_env
     ;;
+  build) pg_server_install; builds ;;
   env) print_env ;;
   status) status ;;
   down) s3_down; mongo_down; ferret_pg_down; redis_down; pg_down ;;
