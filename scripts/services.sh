@@ -43,6 +43,9 @@ mkdir -p "$STATE/log" "$STATE/run"
 
 log() { printf '[services] %s\n' "$*" >&2; }
 
+# Over the cluster's socket, as its superuser (trusted locally, as for psql).
+ferret_pg_url() { echo "postgres://postgres@localhost:$FERRET_PG_PORT/postgres?host=$STATE/run"; }
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_port() { # name port seconds
@@ -56,6 +59,8 @@ wait_port() { # name port seconds
   return 1
 }
 
+# Beside the fleet's settings: where mongodump and mongorestore are (the reference for backup and
+# restore figures), and FerretDB's PostgreSQL as its superuser, for benchmarks and inspection.
 print_env() {
   cat <<EOF
 export DBFLEET_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
@@ -68,6 +73,7 @@ export AWS_ACCESS_KEY_ID=S3RVER
 export AWS_SECRET_ACCESS_KEY=S3RVER
 export AWS_REGION=us-east-1
 export DBFLEET_MONGO_TOOLS=$MONGO_TOOLS
+export DBFLEET_FERRET_POSTGRES_URL=$(ferret_pg_url)
 EOF
 }
 
@@ -384,10 +390,9 @@ ferret_pg_down() { pg_cluster_stop "$FERRET_PGDATA"; }
 
 ferretdb_start() {
   mkdir -p "$STATE/ferretdb"
-  # Over the cluster's socket, as its superuser (trusted locally); no authentication of MongoDB
-  # clients, who reach it on loopback only.
+  # No authentication of MongoDB clients, who reach it on loopback only.
   nohup "$(ferretdb_bin)" --listen-addr="127.0.0.1:$MONGO_PORT" \
-    --postgresql-url="postgres://postgres@localhost:$FERRET_PG_PORT/postgres?host=$STATE/run" \
+    --postgresql-url="$(ferret_pg_url)" \
     --no-auth --state-dir="$STATE/ferretdb" --telemetry=disable --log-level=warn --debug-addr= \
     >"$STATE/log/mongo.log" 2>&1 &
   echo $! >"$STATE/run/mongo.pid"
