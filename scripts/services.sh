@@ -402,6 +402,12 @@ ferretdb_start() {
 mongo_up() {
   port_open "$MONGO_PORT" && port_open "$FERRET_PG_PORT" && return 0
   ferret_pg_up
+  # The server an earlier version of this script started (mongo-java-server) gives way to FerretDB.
+  if port_open "$MONGO_PORT" && [ -f "$STATE/run/mongo.pid" ] &&
+    ! grep -qs ferretdb "/proc/$(cat "$STATE/run/mongo.pid")/cmdline"; then
+    log "stopping the MongoDB-compatible server an earlier services.sh started; FerretDB replaces it"
+    mongo_down
+  fi
   port_open "$MONGO_PORT" || ferretdb_start
 }
 mongo_down() { # waits for FerretDB to exit, so that a restart can take its port
