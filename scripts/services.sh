@@ -316,20 +316,18 @@ ferretdb_compile() {
   log "building FerretDB $FERRETDB_VERSION from the Go module proxy (once per machine)"
   dir="$BUILD/src/ferretdb"
   mkdir -p "$BUILD/bin" "$BUILD/src"
+  # `go install pkg@version` asks the proxy for the module's version list, which the proxy here
+  # refuses; downloading the exact version and building a copy of it avoids that request. The module
+  # lacks the version.txt FerretDB's release build generates and embeds (it panics at start without
+  # it). And v2.5.0 defines setGOMAXPROCS only for Go before 1.25, which sets GOMAXPROCS from the
+  # container's CPU quota by itself: on 1.25 and later the function has nothing left to do.
+  local noop='//go:build go1.25\n\npackage main\n\nimport "log/slog"\n\nfunc setGOMAXPROCS(*slog.Logger) {}\n'
   (
-    set -e
-    # `go install pkg@version` asks the proxy for the module's version list, which the proxy here
-    # refuses; downloading the exact version and building a copy of it avoids that request.
-    src=$(go mod download -json "github.com/FerretDB/FerretDB/v2@$FERRETDB_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-    rm -rf "$dir" && cp -r "$src" "$dir" && chmod -R u+w "$dir"
-    # The module lacks the version.txt FerretDB's release build generates and embeds (it panics at
-    # start without it).
-    echo "$FERRETDB_VERSION" >"$dir/build/version/version.txt"
-    # v2.5.0 defines setGOMAXPROCS only for Go before 1.25, which sets GOMAXPROCS from the
-    # container's CPU quota by itself; on 1.25 and later the function has nothing left to do.
-    printf '//go:build go1.25\n\npackage main\n\nimport "log/slog"\n\nfunc setGOMAXPROCS(*slog.Logger) {}\n' \
-      >"$dir/cmd/ferretdb/gomaxprocs_go125.go"
-    cd "$dir" && CGO_ENABLED=0 go build -trimpath -o "$bin.tmp" ./cmd/ferretdb
+    src=$(go mod download -json "github.com/FerretDB/FerretDB/v2@$FERRETDB_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p') &&
+      [ -n "$src" ] && rm -rf "$dir" && cp -r "$src" "$dir" && chmod -R u+w "$dir" &&
+      echo "$FERRETDB_VERSION" >"$dir/build/version/version.txt" &&
+      printf '%b' "$noop" >"$dir/cmd/ferretdb/gomaxprocs_go125.go" &&
+      cd "$dir" && CGO_ENABLED=0 go build -trimpath -o "$bin.tmp" ./cmd/ferretdb
   ) >"$STATE/log/ferretdb-build.log" 2>&1 || { tail -n 20 "$STATE/log/ferretdb-build.log" >&2; return 1; }
   mv "$bin.tmp" "$bin"
   rm -rf "$dir"
