@@ -2,9 +2,10 @@
  * migrate benchmarks, each beside its reference in the same run:
  *   (d) `migrate --all` over N tenants (PostgreSQL, the SQL files in bench/migrations) with 4 worker
  *       processes, vs psql applying the same files to the same number of schemas in a shell loop;
- *   (e) the batched backfill's documents/s vs one unbatched `updateMany` over the same documents.
+ *   (e) the batched backfill's documents/s vs one unbatched `updateMany` over the same documents, with
+ *       the server's plan for a batch's `_id` range (an ordered index serves it, or a scan).
  *
- *   eval "$(scripts/services.sh env)" && npm run bench:migrate -- [--tenants 200] [--docs 500000]
+ *   eval "$(scripts/services.sh env)" && npm run bench:migrate -- [--tenants 200] [--docs 500000] [--only all,backfill]
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -12,20 +13,26 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import type { Collection, Document } from 'mongodb';
 import pg from 'pg';
 import { createClient } from '../src/client/client.ts';
 import { loadEnv } from '../src/config/env.ts';
 import { addTenant, dropTenantData, tenantStores } from '../src/control/provision.ts';
 import { createLogger } from '../src/logger.ts';
-import { mongoBackfill } from '../src/migrations/backfill.ts';
+import { BACKFILL_MARK, mongoBackfill } from '../src/migrations/backfill.ts';
 import { closeDeps, createDeps } from '../src/runtime/deps.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
-  options: { tenants: { type: 'string', default: '200' }, docs: { type: 'string', default: '500000' } },
+  options: {
+    tenants: { type: 'string', default: '200' },
+    docs: { type: 'string', default: '500000' },
+    only: { type: 'string', default: 'all,backfill' },
+  },
 });
 const TENANTS = Number(args.tenants);
 const DOCS = Number(args.docs);
+const PARTS = new Set(args.only.split(','));
 const run = randomBytes(3).toString('hex');
 const folder = path.join(ROOT, 'bench/migrations/postgres');
 const files = ['0001_tables.sql', '0002_consent.sql', '0003_indexes.sql'];
@@ -113,6 +120,15 @@ async function migrateAll() {
   }
 }
 
+const BATCH = 20_000;
+const docId = (i: number) => `d${String(i).padStart(9, '0')}`;
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await fn();
+  return (performance.now() - started) / 1000;
+}
+
 async function backfillVersusUpdateMany() {
   const env = loadEnv({ ...process.env, DBFLEET_PREFIX: `bench-bf-${run}` });
   const log = createLogger('warn');
@@ -124,7 +140,7 @@ async function backfillVersusUpdateMany() {
       for (let i = 0; i < DOCS; i += 20_000)
         await c.insertMany(
           Array.from({ length: Math.min(20_000, DOCS - i) }, (_, k) => ({
-            _id: `d${String(i + k).padStart(9, '0')}` as never,
+            _id: docId(i + k) as never,
             n: i + k,
           })),
           { ordered: false },
@@ -132,23 +148,48 @@ async function backfillVersusUpdateMany() {
     };
     await fill('batched');
     await fill('unbatched');
+    const plan = await batchPlan(db.collection('batched'));
     const signal = new AbortController().signal;
-    const t0 = performance.now();
-    await mongoBackfill(db, { prefix: 'bench/', signal, log })({
-      name: 'inc',
-      collection: 'batched',
-      update: { $inc: { v: 1 } },
-      batchSize: 20_000,
+    const batchedSeconds = await timed(() =>
+      mongoBackfill(db, { prefix: 'bench/', signal, log })({
+        name: 'inc',
+        collection: 'batched',
+        update: { $inc: { v: 1 } },
+        batchSize: BATCH,
+      }),
+    );
+    const unbatchedSeconds = await timed(() => db.collection('unbatched').updateMany({}, { $inc: { v: 1 } }));
+    // Where the backfill's time goes, each part timed alone: the walk (every _id, in order, sent to
+    // the client to cut batches) and the batches' range updates (no walk, no mark, no checkpoint).
+    const walkSeconds = await timed(async () => {
+      const cursor = db
+        .collection('batched')
+        .find({}, { projection: { _id: 1, [BACKFILL_MARK]: 1 } })
+        .sort({ _id: 1 })
+        .batchSize(BATCH);
+      for await (const _ of cursor);
     });
-    const batchedSeconds = (performance.now() - t0) / 1000;
-    const t1 = performance.now();
-    await db.collection('unbatched').updateMany({}, { $inc: { v: 1 } });
-    const unbatchedSeconds = (performance.now() - t1) / 1000;
+    await fill('ranges');
+    const rangeUpdatesSeconds = await timed(async () => {
+      for (let i = 0; i < DOCS; i += BATCH)
+        await db
+          .collection('ranges')
+          .updateMany({ _id: { $gte: docId(i), $lte: docId(Math.min(i + BATCH, DOCS) - 1) } } as Document, {
+            $inc: { v: 1 },
+          });
+    });
     return {
       documents: DOCS,
+      batchPlan: plan,
       backfillDocsPerSecond: Math.round(DOCS / batchedSeconds),
       updateManyDocsPerSecond: Math.round(DOCS / unbatchedSeconds),
       ratio: +(unbatchedSeconds / batchedSeconds).toFixed(2),
+      seconds: {
+        backfill: +batchedSeconds.toFixed(2),
+        updateMany: +unbatchedSeconds.toFixed(2),
+        walkAlone: +walkSeconds.toFixed(2),
+        rangeUpdatesAlone: +rangeUpdatesSeconds.toFixed(2),
+      },
     };
   } finally {
     await db.dropDatabase();
@@ -156,10 +197,36 @@ async function backfillVersusUpdateMany() {
   }
 }
 
-const d = await migrateAll();
-console.log('(d) migrate --all', d);
-const e = await backfillVersusUpdateMany();
-console.log('(e) backfill vs updateMany', e);
+/**
+ * How the server finds one batch's documents (the filter of the batch's updateMany; servers explain
+ * a find, not always an update): the plan's node types and index names, outermost first.
+ */
+async function batchPlan(collection: Collection): Promise<string> {
+  const explained = await collection
+    .find({
+      _id: { $gte: docId(BATCH), $lte: docId(2 * BATCH - 1) },
+      [BACKFILL_MARK]: { $ne: 'x' },
+    } as Document)
+    .explain();
+  const steps: string[] = [];
+  const walk = (node: unknown): void => {
+    if (Array.isArray(node)) return node.forEach(walk);
+    if (node === null || typeof node !== 'object') return;
+    const n = node as Record<string, unknown>;
+    // PostgreSQL's plan (FerretDB) names "Node Type" and "Index Name"; MongoDB's, stage and indexName.
+    const kind = n['Node Type'] ?? n.stage;
+    const index = n['Index Name'] ?? n.indexName;
+    if (typeof kind === 'string') steps.push(typeof index === 'string' ? `${kind} (${index})` : kind);
+    for (const [key, value] of Object.entries(n)) if (key !== 'command') walk(value);
+  };
+  walk(explained.queryPlanner ?? explained);
+  return steps.join(' > ');
+}
+
+const d = PARTS.has('all') ? await migrateAll() : undefined;
+if (d) console.log('(d) migrate --all', d);
+const e = PARTS.has('backfill') ? await backfillVersusUpdateMany() : undefined;
+if (e) console.log('(e) backfill vs updateMany', e);
 const at = new Date().toISOString();
 await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
 await writeFile(

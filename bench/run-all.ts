@@ -6,9 +6,12 @@
  *       each side a fresh process warmed up before its timed round (bench/noop-side.ts) of 60,000
  *       jobs, about four seconds (with 20,000, about a second, the pairs varied twice as much);
  *   (b) load-fixtures rows/s into PostgreSQL vs `psql \copy` of the same rows as CSV;
- *   (c) the worker process's peak RSS (VmHWM) during that million-row load.
+ *   (c) the worker process's peak RSS (VmHWM) during that million-row load;
+ *   (f) load-fixtures documents/s into MongoDB (a million listening events) vs the driver's own
+ *       unordered insertMany of the same documents, same batches (bench/mongo-load.ts).
  *
  *   eval "$(scripts/services.sh env)" && npm run bench -- [--jobs 60000] [--rows 1000000] [--concurrency 50]
+ *     [--only noop,load,mongo]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
@@ -23,7 +26,9 @@ import { createLogger } from '../src/logger.ts';
 import { closeDeps, createDeps, forgetPrefix, type FleetDeps } from '../src/runtime/deps.ts';
 import { generateFile } from '../demo/generate.ts';
 import config from '../dbfleet.config.ts';
+import { mongoLoadVersusInsertMany } from './mongo-load.ts';
 import { cpuSeconds, peakRssMiB } from './proc.ts';
+import { startBenchWorker } from './worker.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
@@ -32,7 +37,7 @@ const { values: args } = parseArgs({
     rows: { type: 'string', default: '1000000' },
     concurrency: { type: 'string', default: '50' },
     repeat: { type: 'string', default: '5' },
-    only: { type: 'string' }, // 'noop' or 'load': one half, while iterating on it
+    only: { type: 'string', default: 'noop,load,mongo' }, // some of them, while iterating on one
   },
 });
 const JOBS = Number(args.jobs);
@@ -40,6 +45,7 @@ const ROWS = Number(args.rows);
 const CONCURRENCY = Number(args.concurrency);
 const REPEAT = Number(args.repeat);
 const run = randomBytes(3).toString('hex');
+const PARTS = new Set(args.only.split(','));
 
 function newDeps(prefix: string): FleetDeps {
   const env = loadEnv({ ...process.env, DBFLEET_PREFIX: prefix, DBFLEET_LOG_LEVEL: 'warn' });
@@ -91,12 +97,20 @@ async function noopThroughput(deps: FleetDeps, tenant: string, i: number) {
   };
 }
 
-async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
-  // The worker reads only from the tenant's folder: a link to the generated files.
+/**
+ * The worker reads only from the tenant's folder: a link to the generated files. Returns the
+ * worker's DBFLEET_FILE_ROOTS and the tenant's folder.
+ */
+async function tenantFolder(dir: string, tenant: string): Promise<{ fileRoots: string; files: string }> {
   const roots = path.join(dir, 'tenants');
   await mkdir(roots, { recursive: true });
   await symlink(dir, path.join(roots, tenant));
-  const ndjson = path.join(roots, tenant, 'users.ndjson');
+  return { fileRoots: path.join(roots, '{tenant}'), files: path.join(roots, tenant) };
+}
+
+async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
+  const { fileRoots, files } = await tenantFolder(dir, tenant);
+  const ndjson = path.join(files, 'users.ndjson');
   const csv = path.join(dir, 'users.csv');
   const schema = `t_${tenant}`;
   const url = deps.env.DBFLEET_CONTROL_DATABASE_URL;
@@ -121,25 +135,8 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
   // load (some runs were a quarter slower with it).
   psql(`VACUUM (ANALYZE) ${schema}.users_ref`);
 
-  // The fleet: a worker process of its own, so its peak RSS is its own. Timed from when it is ready
-  // (its start-up, a second or so of module loading, is not load throughput).
-  const worker = spawn(path.join(ROOT, 'bin/dbfleet'), ['worker', '--concurrency', '1'], {
-    env: {
-      ...process.env,
-      DBFLEET_PREFIX: deps.prefix,
-      DBFLEET_FILE_ROOTS: path.join(roots, '{tenant}'),
-      DBFLEET_LOG_LEVEL: 'info',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise<void>((resolve, reject) => {
-    let output = '';
-    worker.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('"worker started"')) resolve();
-    });
-    worker.once('exit', () => reject(new Error(`worker exited before it started:\n${output}`)));
-  });
+  // The fleet: a worker process of its own, timed from when it is ready.
+  const worker = await startBenchWorker(deps.prefix, fileRoots);
   const client = createClient({ redis: deps.redis, prefix: deps.prefix });
   settle();
   const loadStart = performance.now();
@@ -151,10 +148,9 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
   });
   const result = await job.waitForResult({ timeoutMs: 1_800_000 });
   const loadSeconds = (performance.now() - loadStart) / 1000;
-  const rss = peakRssMiB(worker.pid!);
-  const cpu = cpuSeconds(worker.pid!);
-  worker.kill('SIGTERM');
-  await new Promise((r) => worker.once('exit', r));
+  const rss = peakRssMiB(worker.proc.pid!);
+  const cpu = cpuSeconds(worker.proc.pid!);
+  await worker.stop();
   await client.close();
   const copyRate = ROWS / copySeconds;
   const loadRate = ROWS / loadSeconds;
@@ -207,9 +203,9 @@ async function main() {
   const dir = await mkdtemp(path.join(tmpdir(), 'dbfleet-bench-'));
   try {
     await deps.control.migrate();
-    const noop = args.only === 'load' ? undefined : await repeated('(a) no-op throughput', noopThroughput);
+    const noop = PARTS.has('noop') ? await repeated('(a) no-op throughput', noopThroughput) : undefined;
     let load;
-    if (args.only !== 'noop') {
+    if (PARTS.has('load')) {
       await generateFile(path.join(dir, 'users.ndjson'), { dataset: 'users', seed: 11, scale: ROWS });
       await generateFile(path.join(dir, 'users.csv'), {
         dataset: 'users',
@@ -224,7 +220,22 @@ async function main() {
       console.log(`(c) worker peak RSS over the runs: ${peak} MiB`);
       load = { ...runs, workerPeakRssMiB: peak };
     }
-    const results = { at: new Date().toISOString(), node: process.version, noop, load };
+    let mongo;
+    if (PARTS.has('mongo')) {
+      const file = path.join(dir, 'listening_events.ndjson');
+      await generateFile(file, { dataset: 'listening_events', seed: 11, scale: ROWS });
+      mongo = await repeated('(f) load-fixtures into MongoDB vs insertMany', async (d, tenant) => {
+        const { fileRoots, files } = await tenantFolder(dir, tenant);
+        return mongoLoadVersusInsertMany(
+          d,
+          tenant,
+          path.join(files, 'listening_events.ndjson'),
+          fileRoots,
+          ROWS,
+        );
+      });
+    }
+    const results = { at: new Date().toISOString(), node: process.version, noop, load, mongo };
     await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
     await writeFile(
       path.join(ROOT, `bench/results/${results.at.slice(0, 19).replace(/:/g, '')}.json`),

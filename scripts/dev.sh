@@ -29,9 +29,8 @@ stop
 nohup bin/dbfleet worker --concurrency 2 >"$RUN/logs/worker.log" 2>&1 & echo $! >"$RUN/worker.pid"
 nohup bin/dbfleet board >"$RUN/logs/board.log" 2>&1 & echo $! >"$RUN/board.pid"
 
-# Users before playlists (foreign key). PostgreSQL tables are upserted by key, so a run at another
-# scale is harmless; MongoDB collections are inserted (FerretDB upserts slowly), so documents already
-# there are reported as rejected duplicates. The idempotency key returns a repeated load's finished job.
+# Users before playlists (foreign key). Everything is upserted by key, so a run at another scale is
+# harmless. The idempotency key returns a repeated load's finished job.
 load() { # store target mode key file
   bin/dbfleet enqueue load-fixtures --wait --key "demo-$3-$2-$SCALE" \
     "{\"tenant\":\"demo\",\"target\":{\"store\":\"$1\",\"name\":\"$2\"},\"schema\":\"$2\",\"mode\":\"$3\",\"key\":[\"$4\"],\"source\":{\"type\":\"file\",\"path\":\"$5\"}}" |
@@ -40,8 +39,8 @@ load() { # store target mode key file
 }
 load postgres users upsert id "$DEMO/users-$SCALE.ndjson"
 load postgres playlists upsert id "$DEMO/playlists-$((SCALE / 2)).ndjson"
-load mongo sessions insert _id "$DEMO/sessions-$SCALE.ndjson"
-load mongo listening_events insert _id "$DEMO/listening_events-$((SCALE * 10)).ndjson"
+load mongo sessions upsert _id "$DEMO/sessions-$SCALE.ndjson"
+load mongo listening_events upsert _id "$DEMO/listening_events-$((SCALE * 10)).ndjson"
 
 cat <<EOF
 

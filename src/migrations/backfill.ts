@@ -5,9 +5,10 @@
  * checkpoint left off.
  *
  * Exactly once per row or document: in PostgreSQL each batch and its checkpoint commit together. In
- * MongoDB (no transactions on our servers) each document updated is marked with the backfill's id in
- * the field `_dbfleet_backfill` (the run's id), and a document already marked is skipped, so the batch a crash
- * interrupted is not applied twice even by a non-idempotent update such as `$inc`.
+ * MongoDB (no transactions on FerretDB; on MongoDB only with a replica set) each document updated is
+ * marked with the backfill's id in the field `_dbfleet_backfill` (the run's id), and a document
+ * already marked is skipped, so the batch a crash interrupted is not applied twice even by a
+ * non-idempotent update such as `$inc`.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -1,8 +1,9 @@
 /**
- * Migrations in a tenant's MongoDB database. Our servers have no transactions, so a migration and
- * its history record cannot commit together: a run that dies between the two runs the migration again
- * next time. MongoDB migrations must therefore be idempotent (README shows how). The lock is a lease
- * (lease-lock.ts).
+ * Migrations in a tenant's MongoDB database. FerretDB has no multi-document transactions and MongoDB
+ * has them only on a replica set (and not for creating collections or indexes everywhere), so a
+ * migration and its history record cannot commit together: a run that dies between the two runs the
+ * migration again next time. MongoDB migrations must therefore be idempotent (README shows how). The
+ * lock is a lease (lease-lock.ts).
  */
 import type { Db } from 'mongodb';
 import type { Logger } from '../logger.ts';

@@ -34,11 +34,7 @@ export class MongoClients {
   }
 }
 
-/**
- * Whether a collection exists. Filters the names here rather than in `listCollections`, because
- * mongo-java-server ignores that filter; a tenant database holds a handful of collections.
- */
+/** Whether a collection (or view) of this name exists. */
 export async function collectionExists(db: Db, name: string): Promise<boolean> {
-  const names = await db.listCollections({}, { nameOnly: true }).toArray();
-  return names.some((c) => c.name === name);
+  return (await db.listCollections({ name }, { nameOnly: true }).toArray()).length > 0;
 }
