@@ -75,6 +75,13 @@ describe.for(cases)('load-fixtures into $store', (c) => {
     const result = await job.waitForResult({ timeoutMs: 30_000 });
     expect(result).toMatchObject({ read: 250, loaded: 250, rejected: 0, batches: 3 });
     expect(await c.count(tenant)).toBe(250);
+    // A source that ends on a batch boundary: no empty batch after the last.
+    const exact = await client.enqueue('load-fixtures', {
+      ...base(tenant.id),
+      source: { type: 'inline', rows: rows(251, 450) },
+      batchSize: 100,
+    });
+    expect(await exact.waitForResult({ timeoutMs: 30_000 })).toMatchObject({ read: 200, batches: 2 });
   });
 
   test('rejects bad rows with line and reason; the good rows land', async ({

@@ -113,7 +113,10 @@ async function load(
 
     // One batch is written while the next is read and validated: PostgreSQL and Node work in parallel.
     let inFlight: Promise<void> = Promise.resolve();
+    // Batches handed to the sink so far; `progress` only counts them once written.
+    let batchesTaken = progress.batches;
     const flush = async (rows: number, rejected: Rejection[], lastRecord: number) => {
+      batchesTaken++;
       await inFlight; // writes stay in order: checkpoints only ever move forward
       ctx.throwIfInterrupted();
       await ctx.control.recordRejections(run, rejected);
@@ -178,7 +181,7 @@ async function load(
       }
     }
     // The last partial batch; also the only batch of an empty source, so `replace` still empties.
-    if (rows + rejected.length > 0 || progress.batches === 0) await flush(rows, rejected, lastRecord);
+    if (rows + rejected.length > 0 || batchesTaken === 0) await flush(rows, rejected, lastRecord);
     await inFlight;
     await sink.finish(progress);
   }
