@@ -1,6 +1,11 @@
 /** One interface for where backups and fixture files live: an S3 bucket or a local folder. */
 import type { Readable } from 'node:stream';
 
+export interface PutOptions {
+  /** S3 multipart part size (at least 5 MiB); 8 MiB by default. Ignored by a folder. */
+  partSizeBytes?: number | undefined;
+}
+
 export interface StoredObject {
   key: string;
   size: number;
@@ -10,7 +15,7 @@ export interface ObjectStore {
   /** A short description for logs, e.g. `s3://dbfleet` or `file:///var/backups`. */
   readonly location: string;
   /** Streams `body` to `key`; large bodies go up in parts. Visible only once complete. */
-  put(key: string, body: Readable | Buffer | string): Promise<void>;
+  put(key: string, body: Readable | Buffer | string, options?: PutOptions): Promise<void>;
   get(key: string): Promise<Readable>;
   /** null when there is no such object. */
   head(key: string): Promise<StoredObject | null>;

@@ -7,7 +7,11 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
-import type { ObjectStore, StoredObject } from './object-store.ts';
+import type { ObjectStore, PutOptions, StoredObject } from './object-store.ts';
+
+/** S3's smallest part but the last; 10,000 parts of the default 8 MiB make 80 GiB at most. */
+const MIN_PART_BYTES = 5 * 1024 * 1024;
+const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
 
 export interface S3Settings {
   endpoint?: string | undefined;
@@ -34,12 +38,12 @@ export class S3ObjectStore implements ObjectStore {
     this.location = `s3://${bucket}`;
   }
 
-  async put(key: string, body: Readable | Buffer | string): Promise<void> {
+  async put(key: string, body: Readable | Buffer | string, options: PutOptions = {}): Promise<void> {
     // lib-storage switches to multipart above one part and keeps at most queueSize parts in memory.
     const upload = new Upload({
       client: this.#client,
       params: { Bucket: this.#bucket, Key: key, Body: body },
-      partSize: 8 * 1024 * 1024,
+      partSize: Math.max(MIN_PART_BYTES, options.partSizeBytes ?? DEFAULT_PART_BYTES),
       queueSize: 2,
       leavePartsOnError: false,
     });
