@@ -1,0 +1,201 @@
+/**
+ * A tenant schema's structure as statements that recreate it under any schema name: tables (columns,
+ * types, defaults, identity and generated columns), sequences with their current values, constraints
+ * and indexes. Read from the catalogs with search_path set to the tenant's schema, where PostgreSQL
+ * names the schema's own objects without their schema, so the statements run unchanged in another
+ * (a restore into another tenant, or into a staging schema beside the live one). What this does not
+ * cover yet (views, functions, triggers, types of the schema's own) is refused, not silently left out.
+ */
+import type pg from 'pg';
+import { PermanentError } from '../errors.ts';
+import { quoteIdent } from '../stores/identifiers.ts';
+
+export interface SequenceState {
+  name: string;
+  /** CREATE SEQUENCE, for sequences that are not a column's identity. */
+  create: string | null;
+  /** `setval` arguments: where the sequence stands. */
+  lastValue: string;
+  isCalled: boolean;
+  /** `table.column` it belongs to (serial columns), or null. */
+  ownedBy: string | null;
+}
+
+export interface PostgresSchemaScript {
+  /** CREATE TABLE statements, in an order where nothing references a table created later. */
+  tables: { name: string; create: string }[];
+  sequences: SequenceState[];
+  /** ALTER TABLE ... ADD CONSTRAINT: primary keys, unique and check constraints, then foreign keys. */
+  constraints: string[];
+  /** CREATE INDEX for indexes that back no constraint. */
+  indexes: string[];
+}
+
+/** Fails on objects a backup would miss, naming their kinds and names (schema-level names, no data). */
+async function refuseUncovered(client: pg.PoolClient, schema: string): Promise<void> {
+  const { rows } = await client.query<{ kind: string; name: string }>(
+    `SELECT 'view' AS kind, c.relname AS name FROM pg_class c
+       WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('v', 'm', 'f', 'p')
+     UNION ALL SELECT 'function', p.proname FROM pg_proc p WHERE p.pronamespace = $1::regnamespace
+     UNION ALL SELECT 'type', t.typname FROM pg_type t
+       WHERE t.typnamespace = $1::regnamespace AND t.typtype IN ('e', 'd', 'c', 'r', 'm')
+         AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c')
+     UNION ALL SELECT 'trigger', tg.tgname FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
+       WHERE c.relnamespace = $1::regnamespace AND NOT tg.tgisinternal
+     ORDER BY 1, 2`,
+    [schema],
+  );
+  if (rows.length > 0)
+    throw new PermanentError(
+      'unsupported_schema_object',
+      `schema ${schema} holds objects backups do not cover yet: ${rows.map((r) => `${r.kind} ${r.name}`).join(', ')}`,
+    );
+}
+
+/**
+ * Reads the structure of `schema` on `client`, inside the caller's transaction (the backup's
+ * snapshot). Sets search_path to the schema for the rest of that transaction.
+ */
+export async function readPostgresSchema(
+  client: pg.PoolClient,
+  schema: string,
+): Promise<PostgresSchemaScript> {
+  await client.query(`SET LOCAL search_path TO ${quoteIdent(schema)}`);
+  await refuseUncovered(client, schema);
+  const tables = await client.query<{ oid: number; name: string; unlogged: boolean }>(
+    `SELECT c.oid, c.relname AS name, c.relpersistence = 'u' AS unlogged FROM pg_class c
+     WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r' ORDER BY c.relname`,
+    [schema],
+  );
+  const columns = await client.query<{
+    table: string;
+    name: string;
+    type: string;
+    notnull: boolean;
+    def: string | null;
+    identity: string;
+    generated: string;
+  }>(
+    `SELECT c.relname AS table, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+            a.attnotnull AS notnull, pg_get_expr(d.adbin, d.adrelid) AS def,
+            a.attidentity AS identity, a.attgenerated AS generated
+     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+     ORDER BY c.relname, a.attnum`,
+    [schema],
+  );
+  const byTable = new Map<string, string[]>();
+  for (const col of columns.rows) {
+    let line = `${quoteIdent(col.name)} ${col.type}`;
+    if (col.generated === 's') line += ` GENERATED ALWAYS AS (${col.def}) STORED`;
+    else if (col.identity) line += ` GENERATED ${col.identity === 'a' ? 'ALWAYS' : 'BY DEFAULT'} AS IDENTITY`;
+    else if (col.def !== null) line += ` DEFAULT ${col.def}`;
+    if (col.notnull && !col.identity) line += ' NOT NULL';
+    const list = byTable.get(col.table) ?? [];
+    list.push(line);
+    byTable.set(col.table, list);
+  }
+  const sequences = await client.query<{
+    name: string;
+    identity: boolean;
+    type: string;
+    start: string;
+    increment: string;
+    min: string;
+    max: string;
+    cache: string;
+    cycle: boolean;
+    owned_by: string | null;
+  }>(
+    `SELECT s.relname AS name, d.deptype = 'i' AS identity, format_type(q.seqtypid, NULL) AS type,
+            q.seqstart AS start, q.seqincrement AS increment, q.seqmin AS min, q.seqmax AS max,
+            q.seqcache AS cache, q.seqcycle AS cycle,
+            CASE WHEN d.deptype = 'a' THEN quote_ident(t.relname) || '.' || quote_ident(a.attname) END AS owned_by
+     FROM pg_class s JOIN pg_sequence q ON q.seqrelid = s.oid
+     LEFT JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+     LEFT JOIN pg_class t ON t.oid = d.refobjid
+     LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+     WHERE s.relnamespace = $1::regnamespace AND s.relkind = 'S' ORDER BY s.relname`,
+    [schema],
+  );
+  const states: SequenceState[] = [];
+  for (const s of sequences.rows) {
+    const { rows } = await client.query<{ last_value: string; is_called: boolean }>(
+      `SELECT last_value::text, is_called FROM ${quoteIdent(schema)}.${quoteIdent(s.name)}`,
+    );
+    states.push({
+      name: s.name,
+      create: s.identity
+        ? null
+        : `CREATE SEQUENCE ${quoteIdent(s.name)} AS ${s.type} INCREMENT BY ${s.increment} MINVALUE ${s.min} ` +
+          `MAXVALUE ${s.max} START WITH ${s.start} CACHE ${s.cache}${s.cycle ? ' CYCLE' : ''}`,
+      lastValue: rows[0]!.last_value,
+      isCalled: rows[0]!.is_called,
+      ownedBy: s.owned_by,
+    });
+  }
+  const constraints = await client.query<{ table: string; name: string; def: string; fk: boolean }>(
+    `SELECT c.relname AS table, k.conname AS name, pg_get_constraintdef(k.oid) AS def, k.contype = 'f' AS fk
+     FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+     WHERE c.relnamespace = $1::regnamespace AND k.contype IN ('p', 'u', 'c', 'f', 'x')
+     ORDER BY k.contype = 'f', c.relname, k.conname`,
+    [schema],
+  );
+  const indexes = await client.query<{ def: string }>(
+    `SELECT pg_get_indexdef(i.indexrelid) AS def FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+     WHERE c.relnamespace = $1::regnamespace
+       AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+     ORDER BY c.relname`,
+    [schema],
+  );
+  // pg_get_indexdef qualifies the table whatever the search_path: drop this schema's name.
+  const qualified = ` ON ${quoteIdent(schema)}.`;
+  const plainQualified = ` ON ${schema}.`;
+  return {
+    tables: tables.rows.map((t) => ({
+      name: t.name,
+      create: `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${quoteIdent(t.name)} (\n  ${(byTable.get(t.name) ?? []).join(',\n  ')}\n)`,
+    })),
+    sequences: states,
+    constraints: constraints.rows.map(
+      (k) => `ALTER TABLE ${quoteIdent(k.table)} ADD CONSTRAINT ${quoteIdent(k.name)} ${k.def}`,
+    ),
+    indexes: indexes.rows.map((i) => i.def.replace(qualified, ' ON ').replace(plainQualified, ' ON ')),
+  };
+}
+
+/**
+ * Creates the tables and sequences of `script` in `schema` (which exists, empty), inside the caller's
+ * transaction. Constraints and indexes come after the data (applyPostgresConstraints): loading into
+ * bare tables is faster, and rows are checked once, when the constraints are added.
+ */
+export async function createPostgresTables(
+  client: pg.PoolClient,
+  schema: string,
+  script: PostgresSchemaScript,
+): Promise<void> {
+  await client.query(`SET LOCAL search_path TO ${quoteIdent(schema)}`);
+  for (const s of script.sequences) if (s.create) await client.query(s.create);
+  for (const t of script.tables) await client.query(t.create);
+}
+
+/** Adds constraints and indexes, and puts every sequence where it stood. */
+export async function applyPostgresConstraints(
+  client: pg.PoolClient,
+  schema: string,
+  script: PostgresSchemaScript,
+): Promise<void> {
+  await client.query(`SET LOCAL search_path TO ${quoteIdent(schema)}`);
+  for (const c of script.constraints) await client.query(c);
+  for (const i of script.indexes) await client.query(i);
+  for (const s of script.sequences) {
+    if (s.ownedBy && s.create)
+      await client.query(`ALTER SEQUENCE ${quoteIdent(s.name)} OWNED BY ${s.ownedBy}`);
+    await client.query('SELECT setval($1::regclass, $2::bigint, $3)', [
+      `${quoteIdent(schema)}.${quoteIdent(s.name)}`,
+      s.lastValue,
+      s.isCalled,
+    ]);
+  }
+}
