@@ -1,0 +1,117 @@
+/**
+ * A tenant database's collections out of and into MongoDB: documents as concatenated BSON (the
+ * format of mongodump's .bson files, so bsondump and mongorestore read them), every type exactly as
+ * stored; and each collection's options and indexes, recreated after its documents are in.
+ */
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { BSON, type Db, type Document, type IndexDescriptionInfo } from 'mongodb';
+
+export interface CollectionShape {
+  name: string;
+  /** createCollection options as listCollections reports them (validator applied with collMod). */
+  options: Document;
+  /** Index specifications, the _id index left out. */
+  indexes: {
+    key: Document;
+    name: string;
+    unique?: boolean;
+    sparse?: boolean;
+    partialFilterExpression?: Document;
+    expireAfterSeconds?: number;
+  }[];
+}
+
+/** The collections of `db`, with their options and indexes (system collections left out). */
+export async function readMongoShapes(db: Db): Promise<CollectionShape[]> {
+  const collections = await db.listCollections({ type: 'collection' }).toArray();
+  const shapes: CollectionShape[] = [];
+  for (const c of collections.sort((a, b) => a.name.localeCompare(b.name))) {
+    if (c.name.startsWith('system.')) continue;
+    const indexes = (await db.collection(c.name).listIndexes().toArray()) as IndexDescriptionInfo[];
+    shapes.push({
+      name: c.name,
+      options: ('options' in c ? c.options : undefined) ?? {},
+      indexes: indexes
+        .filter((i) => i.name !== '_id_')
+        .map((i) => ({
+          key: i.key as Document,
+          name: i.name!,
+          ...(i.unique ? { unique: true } : {}),
+          ...(i.sparse ? { sparse: true } : {}),
+          ...(i.partialFilterExpression
+            ? { partialFilterExpression: i.partialFilterExpression as Document }
+            : {}),
+          ...(i.expireAfterSeconds !== undefined ? { expireAfterSeconds: i.expireAfterSeconds } : {}),
+        })),
+    });
+  }
+  return shapes;
+}
+
+/** The collection's documents as concatenated raw BSON, in _id order. */
+export function documentsOut(db: Db, collection: string): { stream: Readable; documents(): number } {
+  let count = 0;
+  const cursor = db.collection(collection).find({}, { raw: true, sort: { _id: 1 } });
+  const stream = Readable.from(
+    (async function* () {
+      for await (const raw of cursor as AsyncIterable<unknown>) {
+        count++;
+        yield raw as Buffer;
+      }
+    })(),
+  );
+  return { stream, documents: () => count };
+}
+
+/** Splits a concatenated BSON stream into documents, types kept exactly (no promotion to JS numbers). */
+function bsonDocuments(): Transform {
+  let pending: Buffer = Buffer.alloc(0);
+  return new Transform({
+    readableObjectMode: true,
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      try {
+        while (pending.length >= 4) {
+          const size = pending.readInt32LE(0);
+          if (size < 5) throw new Error('not a BSON document stream');
+          if (pending.length < size) break;
+          this.push(BSON.deserialize(pending.subarray(0, size), { promoteValues: false, bsonRegExp: true }));
+          pending = pending.subarray(size);
+        }
+        callback();
+      } catch (err) {
+        callback(err as Error);
+      }
+    },
+    flush(callback: TransformCallback) {
+      callback(pending.length ? new Error('the BSON stream ends inside a document') : null);
+    },
+  });
+}
+
+const INSERT_BATCH = 1_000;
+
+/** Creates the collection with its options, loads the documents, then builds its indexes. */
+export async function loadCollection(db: Db, shape: CollectionShape, source: Readable): Promise<number> {
+  const { validator, validationLevel, validationAction, ...options } = shape.options;
+  await db.createCollection(shape.name, options);
+  // FerretDB ignores validators given to createCollection; collMod applies them on both servers.
+  if (validator) await db.command({ collMod: shape.name, validator, validationLevel, validationAction });
+  const collection = db.collection(shape.name);
+  let batch: Document[] = [];
+  let count = 0;
+  for await (const doc of source.pipe(bsonDocuments()) as AsyncIterable<Document>) {
+    batch.push(doc);
+    if (batch.length === INSERT_BATCH) {
+      await collection.insertMany(batch, { ordered: true, bypassDocumentValidation: true });
+      count += batch.length;
+      batch = [];
+    }
+  }
+  if (batch.length) {
+    await collection.insertMany(batch, { ordered: true, bypassDocumentValidation: true });
+    count += batch.length;
+  }
+  if (shape.indexes.length) await collection.createIndexes(shape.indexes);
+  return count;
+}
