@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { templateProblem } from '../storage/tenant-scope.ts';
+import { parseMasterKeys } from '../backup/keys.ts';
 
 const url = (protocols: string[]) =>
   z.string().refine((v) => URL.canParse(v) && protocols.includes(new URL(v).protocol), {
@@ -57,6 +58,21 @@ const schema = z.object({
   DBFLEET_MIGRATE_LEASE_MS: int(1_000, 3_600_000).default(30_000),
   /** How long a migration run waits for another runner's lock on the same tenant store before retrying. */
   DBFLEET_MIGRATE_LOCK_WAIT_MS: int(0, 3_600_000).default(120_000),
+  /**
+   * Backup master keys, `id:base64key` comma-separated, the first the current one (see
+   * src/backup/keys.ts). A secret: only ever from the environment, never quoted in an error.
+   */
+  DBFLEET_BACKUP_KEYS: z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return parseMasterKeys(text);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    })
+    .optional(),
   DBFLEET_BOARD_HOST: z.string().default('127.0.0.1'),
   DBFLEET_BOARD_PORT: int(0, 65_535).default(3000),
   DBFLEET_BOARD_USER: z.string().min(1).optional(),

@@ -94,6 +94,22 @@ describe('environment', () => {
     );
   });
 
+  it('reads backup master keys, naming a bad one without quoting any key', () => {
+    const base = {
+      DBFLEET_REDIS_URL: 'redis://127.0.0.1:6379',
+      DBFLEET_CONTROL_DATABASE_URL: 'postgres://u:p@127.0.0.1/db',
+      DBFLEET_TENANT_MONGO_URL: 'mongodb://127.0.0.1/',
+    };
+    const key = Buffer.alloc(32, 7).toString('base64');
+    expect([
+      ...loadEnv({ ...base, DBFLEET_BACKUP_KEYS: `k2:${key},k1:${key}` }).DBFLEET_BACKUP_KEYS!.keys(),
+    ]).toEqual(['k2', 'k1']);
+    const short = Buffer.alloc(8, 9).toString('base64');
+    const attempt = () => loadEnv({ ...base, DBFLEET_BACKUP_KEYS: `k1:${short}` });
+    expect(attempt).toThrow(/DBFLEET_BACKUP_KEYS: master key k1: must be 32 bytes, base64/);
+    expect(attempt).not.toThrow(new RegExp(short.replace(/[+/=]/g, '.')));
+  });
+
   it('hides passwords in connection URLs inside log text', () => {
     expect(redactUrl('connect postgres://app:s3cret@db:5432/x failed')).toBe(
       'connect postgres://app:***@db:5432/x failed',
