@@ -288,4 +288,34 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
       ORDER BY e.prefix, e.queue, e.job_id, e.run_id, e.id DESC;
     `,
   },
+  {
+    version: 8,
+    name: 'backup catalog',
+    // Every backup of every tenant, per deployment: its state from the moment it starts (so crashed,
+    // incomplete ones are found), where its objects and manifest are, and what a verify found. A
+    // backup is restorable only when complete, and only its manifest (written last) makes it so:
+    // the catalog is the index, the manifest the truth. Read and written by src/backup/catalog.ts.
+    sql: `
+      CREATE TABLE dbfleet.backups (
+        prefix        text NOT NULL,
+        backup_id     text NOT NULL,
+        tenant        text NOT NULL,
+        run_id        text NOT NULL,
+        state         text NOT NULL CHECK (state IN ('running', 'complete', 'failed', 'deleted')),
+        destination   text NOT NULL CHECK (destination IN ('s3', 'local')),
+        manifest_key  text NOT NULL,
+        key_id        text,
+        started_at    timestamptz NOT NULL DEFAULT now(),
+        finished_at   timestamptz,
+        objects       integer,
+        records       bigint,
+        stored_bytes  bigint,
+        error_code    text,
+        verified_at   timestamptz,
+        verify_result text,
+        PRIMARY KEY (prefix, backup_id)
+      );
+      CREATE INDEX backups_tenant ON dbfleet.backups (prefix, tenant, started_at DESC);
+    `,
+  },
 ];

@@ -1,0 +1,110 @@
+/**
+ * The backup catalog (dbfleet.backups, control migration 8): one row per backup, per deployment,
+ * written when a backup starts and when it ends, so that backups a crash left incomplete are found.
+ * Only the manifest makes a backup restorable; the catalog is how operators and jobs find them.
+ */
+import type pg from 'pg';
+
+export type BackupState = 'running' | 'complete' | 'failed' | 'deleted';
+
+export interface BackupRow {
+  backup_id: string;
+  tenant: string;
+  run_id: string;
+  state: BackupState;
+  destination: 's3' | 'local';
+  manifest_key: string;
+  key_id: string | null;
+  started_at: Date;
+  finished_at: Date | null;
+  objects: number | null;
+  records: string | null;
+  stored_bytes: string | null;
+  error_code: string | null;
+  verified_at: Date | null;
+  verify_result: string | null;
+}
+
+export class BackupCatalog {
+  readonly #pool: pg.Pool;
+  readonly #prefix: string;
+
+  constructor(pool: pg.Pool, prefix: string) {
+    this.#pool = pool;
+    this.#prefix = prefix;
+  }
+
+  /**
+   * Records a backup as running. Idempotent for its run (a retried job writes the same row again);
+   * a backup id already taken by another run is refused.
+   */
+  async start(b: {
+    backupId: string;
+    tenant: string;
+    runId: string;
+    destination: 's3' | 'local';
+    manifestKey: string;
+    keyId: string | null;
+  }): Promise<void> {
+    const { rowCount } = await this.#pool.query(
+      `INSERT INTO dbfleet.backups (prefix, backup_id, tenant, run_id, state, destination, manifest_key, key_id)
+       VALUES ($1, $2, $3, $4, 'running', $5, $6, $7)
+       ON CONFLICT (prefix, backup_id) DO UPDATE SET state = 'running', error_code = NULL
+         WHERE backups.run_id = EXCLUDED.run_id AND backups.state <> 'complete'`,
+      [this.#prefix, b.backupId, b.tenant, b.runId, b.destination, b.manifestKey, b.keyId],
+    );
+    if (rowCount !== 1) {
+      const existing = await this.get(b.backupId);
+      if (existing?.run_id !== b.runId) throw new Error(`backup id ${b.backupId} belongs to another run`);
+    }
+  }
+
+  /** Marks a backup complete, once its manifest is written. */
+  async complete(
+    backupId: string,
+    totals: { objects: number; records: number; storedBytes: number },
+  ): Promise<void> {
+    await this.#pool.query(
+      `UPDATE dbfleet.backups SET state = 'complete', finished_at = now(), objects = $3, records = $4,
+              stored_bytes = $5, error_code = NULL
+       WHERE prefix = $1 AND backup_id = $2`,
+      [this.#prefix, backupId, totals.objects, totals.records, totals.storedBytes],
+    );
+  }
+
+  /** Marks a backup failed, by the code of its failure only. */
+  async fail(backupId: string, errorCode: string): Promise<void> {
+    await this.#pool.query(
+      `UPDATE dbfleet.backups SET state = 'failed', finished_at = now(), error_code = $3
+       WHERE prefix = $1 AND backup_id = $2 AND state = 'running'`,
+      [this.#prefix, backupId, errorCode],
+    );
+  }
+
+  async get(backupId: string): Promise<BackupRow | undefined> {
+    const { rows } = await this.#pool.query<BackupRow>(
+      'SELECT * FROM dbfleet.backups WHERE prefix = $1 AND backup_id = $2',
+      [this.#prefix, backupId],
+    );
+    return rows[0];
+  }
+
+  /** A tenant's backups, newest first. */
+  async list(tenant: string): Promise<BackupRow[]> {
+    const { rows } = await this.#pool.query<BackupRow>(
+      'SELECT * FROM dbfleet.backups WHERE prefix = $1 AND tenant = $2 ORDER BY started_at DESC, backup_id',
+      [this.#prefix, tenant],
+    );
+    return rows;
+  }
+
+  /** Backups still marked running that started before `olderThan`: left by a crash, or still going. */
+  async stale(olderThan: Date): Promise<BackupRow[]> {
+    const { rows } = await this.#pool.query<BackupRow>(
+      `SELECT * FROM dbfleet.backups WHERE prefix = $1 AND state = 'running' AND started_at < $2
+       ORDER BY started_at`,
+      [this.#prefix, olderThan],
+    );
+    return rows;
+  }
+}

@@ -1,0 +1,43 @@
+import { expect } from 'vitest';
+import { BackupCatalog } from '../src/backup/catalog.ts';
+import { test } from './support/fixtures.ts';
+
+test('the catalog follows a backup from running to complete or failed, per deployment, once per run', async ({
+  deps,
+}) => {
+  const catalog = new BackupCatalog(deps.control.pool, deps.prefix);
+  const other = new BackupCatalog(deps.control.pool, `${deps.prefix}-other`);
+  const start = (backupId: string, runId: string) =>
+    catalog.start({
+      backupId,
+      tenant: 'acme',
+      runId,
+      destination: 's3',
+      manifestKey: `m/${backupId}`,
+      keyId: 'k1',
+    });
+  await start('b1', 'run-1');
+  await start('b1', 'run-1'); // a retried job: the same row
+  await expect(start('b1', 'run-2')).rejects.toThrow(/backup id b1 belongs to another run/);
+  await start('b2', 'run-2');
+  await catalog.complete('b1', { objects: 9, records: 12_345, storedBytes: 6_789 });
+  await catalog.fail('b2', 'connection');
+
+  expect(await catalog.get('b1')).toMatchObject({
+    state: 'complete',
+    objects: 9,
+    records: '12345',
+    stored_bytes: '6789',
+    key_id: 'k1',
+    run_id: 'run-1',
+  });
+  expect(await catalog.get('b2')).toMatchObject({ state: 'failed', error_code: 'connection' });
+  expect((await catalog.list('acme')).map((b) => b.backup_id).sort()).toEqual(['b1', 'b2']);
+  // A complete backup is not reopened by a late retry of its run.
+  await start('b1', 'run-1');
+  expect((await catalog.get('b1'))!.state).toBe('complete');
+  // Running backups older than a moment are found (a crash left them incomplete).
+  await start('b3', 'run-3');
+  expect((await catalog.stale(new Date(Date.now() + 60_000))).map((b) => b.backup_id)).toEqual(['b3']);
+  expect(await other.list('acme')).toEqual([]);
+});
