@@ -4,6 +4,7 @@
  * keys come from a KeyProvider: the environment's by default, a KMS behind the same interface.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { BackupFault } from './fault.ts';
 
 export const DATA_KEY_BYTES = 32;
 
@@ -23,14 +24,7 @@ export interface KeyProvider {
 }
 
 /** A master key that is missing, or a wrapped key that does not open with it. */
-export class KeyError extends Error {
-  readonly code: 'unknown_key' | 'wrong_key';
-  constructor(code: 'unknown_key' | 'wrong_key', message: string) {
-    super(message);
-    this.code = code;
-    this.name = 'KeyError';
-  }
-}
+export class KeyError extends BackupFault<'unknown_key' | 'wrong_key'> {}
 
 const KEY_ID = /^[A-Za-z0-9._-]{1,64}$/;
 

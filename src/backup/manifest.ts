@@ -9,6 +9,7 @@
 import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { canonicalJson } from '../jobs/envelope.ts';
+import { BackupFault } from './fault.ts';
 import type { KeyProvider, WrappedKey } from './keys.ts';
 
 export const MANIFEST_FORMAT = 'dbfleet-backup/1';
@@ -56,15 +57,8 @@ const stored = body.extend({
 export type ManifestFault =
   'manifest_unreadable' | 'manifest_tampered' | 'wrong_tenant' | 'wrong_backup' | 'unsealed';
 
-/** A manifest that does not check out: which way, never what the data holds. */
-export class ManifestError extends Error {
-  readonly fault: ManifestFault;
-  constructor(fault: ManifestFault, message: string) {
-    super(message);
-    this.fault = fault;
-    this.name = 'ManifestError';
-  }
-}
+/** A manifest that does not check out. */
+export class ManifestError extends BackupFault<ManifestFault> {}
 
 function macKey(dataKey: Buffer): Buffer {
   return Buffer.from(hkdfSync('sha256', dataKey, Buffer.alloc(0), 'dbfleet backup manifest', 32));

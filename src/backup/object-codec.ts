@@ -9,6 +9,7 @@ import { PassThrough, Transform, type Readable, type TransformCallback } from 'n
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip, createZstdCompress, createZstdDecompress, constants } from 'node:zlib';
 import type { ObjectStore } from '../storage/object-store.ts';
+import { BackupFault } from './fault.ts';
 import { objectKey, openStream, sealStream } from './sealed-stream.ts';
 
 export type Compression = 'zstd' | 'gzip' | 'none';
@@ -29,14 +30,12 @@ export interface StoredObjectInfo {
 }
 
 /** An object whose stored bytes are not those the manifest names. */
-export class ObjectIntegrityError extends Error {
-  readonly fault: 'size' | 'checksum';
+export class ObjectIntegrityError extends BackupFault<'size' | 'checksum'> {
   constructor(fault: 'size' | 'checksum', key: string) {
     super(
+      fault,
       `backup object ${key}: its stored ${fault === 'size' ? 'size' : 'SHA-256'} differs from the manifest's`,
     );
-    this.fault = fault;
-    this.name = 'ObjectIntegrityError';
   }
 }
 

@@ -12,6 +12,7 @@
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
+import { BackupFault } from './fault.ts';
 
 const MAGIC = Buffer.from('DBF1');
 const VERSION = 1;
@@ -23,15 +24,8 @@ const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
 
 export type SealedStreamFault = 'not_sealed' | 'unsupported_version' | 'tampered' | 'truncated';
 
-/** A sealed stream that does not open: which way it is wrong, never what it holds. */
-export class SealedStreamError extends Error {
-  readonly fault: SealedStreamFault;
-  constructor(fault: SealedStreamFault, message: string) {
-    super(message);
-    this.fault = fault;
-    this.name = 'SealedStreamError';
-  }
-}
+/** A sealed stream that does not open. */
+export class SealedStreamError extends BackupFault<SealedStreamFault> {}
 
 /** The key an object is sealed under: the backup's data key, bound to the object's name. */
 export function objectKey(dataKey: Buffer, objectName: string): Buffer {
