@@ -12,11 +12,9 @@ import { execFileSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Db, Document } from 'mongodb';
-import { createClient } from '../src/client/client.ts';
 import type { FleetDeps } from '../src/runtime/deps.ts';
 import config from '../dbfleet.config.ts';
-import { cpuSeconds, peakRssMiB } from './proc.ts';
-import { startBenchWorker } from './worker.ts';
+import { timedLoad } from './worker.ts';
 
 /** load-fixtures' default batch for MongoDB, used by both sides. */
 const BATCH = 10_000;
@@ -78,23 +76,19 @@ export async function mongoLoadVersusInsertMany(
   const insertManySeconds = await driverInsertMany(db, file);
   vacuum();
 
-  const worker = await startBenchWorker(deps.prefix, fileRoots);
-  const client = createClient({ redis: deps.redis, prefix: deps.prefix });
-  settle();
-  const started = performance.now();
-  const job = await client.enqueue('load-fixtures', {
-    tenant,
-    target: { store: 'mongo', name: 'listening_events' },
-    schema: 'listening_events',
-    source: { type: 'file', path: file },
-    batchSize: BATCH,
-  });
-  const result = await job.waitForResult({ timeoutMs: 1_800_000 });
-  const loadSeconds = (performance.now() - started) / 1000;
-  const rss = peakRssMiB(worker.proc.pid!);
-  const cpu = cpuSeconds(worker.proc.pid!);
-  await worker.stop();
-  await client.close();
+  const load = await timedLoad(
+    deps,
+    fileRoots,
+    {
+      tenant,
+      target: { store: 'mongo', name: 'listening_events' },
+      schema: 'listening_events',
+      source: { type: 'file', path: file },
+      batchSize: BATCH,
+    },
+    settle,
+  );
+  const { result, seconds: loadSeconds } = load;
   const stored = await db.collection('listening_events').countDocuments();
   if (result.loaded !== rows || stored !== rows)
     throw new Error(`fleet loaded ${result.loaded}, collection holds ${stored}, expected ${rows}`);
@@ -104,8 +98,8 @@ export async function mongoLoadVersusInsertMany(
     insertManyDocsPerSecond: Math.round(rows / insertManySeconds),
     loadFixturesDocsPerSecond: Math.round(rows / loadSeconds),
     ratio: +(insertManySeconds / loadSeconds).toFixed(3),
-    workerPeakRssMiB: rss,
+    workerPeakRssMiB: load.workerPeakRssMiB,
     // Includes its start-up (module loading, about a second): compare runs, not absolute numbers.
-    workerCpuMicrosPerDoc: +((cpu * 1e6) / rows).toFixed(2),
+    workerCpuMicrosPerDoc: +((load.workerCpuSeconds * 1e6) / rows).toFixed(2),
   };
 }

@@ -19,7 +19,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { createClient } from '../src/client/client.ts';
 import { loadEnv } from '../src/config/env.ts';
 import { addTenant, dropTenantData, tenantStores } from '../src/control/provision.ts';
 import { createLogger } from '../src/logger.ts';
@@ -27,8 +26,7 @@ import { closeDeps, createDeps, forgetPrefix, type FleetDeps } from '../src/runt
 import { generateFile } from '../demo/generate.ts';
 import config from '../dbfleet.config.ts';
 import { mongoLoadVersusInsertMany } from './mongo-load.ts';
-import { cpuSeconds, peakRssMiB } from './proc.ts';
-import { startBenchWorker } from './worker.ts';
+import { timedLoad } from './worker.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
@@ -136,22 +134,18 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
   psql(`VACUUM (ANALYZE) ${schema}.users_ref`);
 
   // The fleet: a worker process of its own, timed from when it is ready.
-  const worker = await startBenchWorker(deps.prefix, fileRoots);
-  const client = createClient({ redis: deps.redis, prefix: deps.prefix });
-  settle();
-  const loadStart = performance.now();
-  const job = await client.enqueue('load-fixtures', {
-    tenant,
-    target: { store: 'postgres', name: 'users' },
-    schema: 'users',
-    source: { type: 'file', path: ndjson },
-  });
-  const result = await job.waitForResult({ timeoutMs: 1_800_000 });
-  const loadSeconds = (performance.now() - loadStart) / 1000;
-  const rss = peakRssMiB(worker.proc.pid!);
-  const cpu = cpuSeconds(worker.proc.pid!);
-  await worker.stop();
-  await client.close();
+  const load = await timedLoad(
+    deps,
+    fileRoots,
+    {
+      tenant,
+      target: { store: 'postgres', name: 'users' },
+      schema: 'users',
+      source: { type: 'file', path: ndjson },
+    },
+    settle,
+  );
+  const { result, seconds: loadSeconds } = load;
   const copyRate = ROWS / copySeconds;
   const loadRate = ROWS / loadSeconds;
   return {
@@ -160,9 +154,9 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
     psqlCopyRowsPerSecond: Math.round(copyRate),
     loadFixturesRowsPerSecond: Math.round(loadRate),
     ratio: +(loadRate / copyRate).toFixed(3),
-    workerPeakRssMiB: rss,
+    workerPeakRssMiB: load.workerPeakRssMiB,
     // Includes its start-up (module loading, about a second): compare runs, not absolute numbers.
-    workerCpuMicrosPerRow: +((cpu * 1e6) / ROWS).toFixed(2),
+    workerCpuMicrosPerRow: +((load.workerCpuSeconds * 1e6) / ROWS).toFixed(2),
   };
 }
 
