@@ -127,44 +127,38 @@ export function tenantOf(payload: unknown): string {
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const ENVELOPE_KEYS = new Set(['v', 'payload', 'runId', 'requestedBy', 'digest', 'fannedOut', 'redacted']);
 
+/** Each envelope field's rule and what to say when it is broken (the run id: runIdOf). */
+const ENVELOPE_RULES: readonly [(e: Record<string, unknown>) => boolean, string][] = [
+  [(e) => e.v === 1, 'v: must be 1'],
+  [(e) => 'payload' in e, 'payload: is required'],
+  [
+    (e) => e.requestedBy === undefined || (typeof e.requestedBy === 'string' && e.requestedBy.length <= 200),
+    'requestedBy: must be text of at most 200 characters',
+  ],
+  [
+    (e) => e.digest === undefined || (typeof e.digest === 'string' && DIGEST.test(e.digest)),
+    'digest: must be sha256:<64 hex digits>',
+  ],
+  [(e) => e.fannedOut === undefined || typeof e.fannedOut === 'boolean', 'fannedOut: must be a boolean'],
+  [(e) => e.redacted === undefined || e.redacted === true, 'redacted: must be true'],
+];
+
 /**
  * Checks what a job carries besides its payload, as the worker receives it: written by our producer,
  * or by anything else that can reach Redis. Throws a ValidationError naming each bad field. (The run
- * id is checked by runIdOf, the payload by parsePayload.) Runs for every job: the issues are only
- * gathered once a check has failed.
+ * id is checked by runIdOf, the payload by parsePayload.)
  */
 export function checkEnvelope(data: unknown): asserts data is JobEnvelope {
   if (data === null || typeof data !== 'object')
     throw new ValidationError('job envelope', ['(root): not an object']);
   const e = data as Record<string, unknown>;
-  let valid = e.v === 1 && 'payload' in e;
-  for (const key in e) if (!ENVELOPE_KEYS.has(key)) valid = false;
-  if (
-    valid &&
-    (e.requestedBy === undefined || (typeof e.requestedBy === 'string' && e.requestedBy.length <= 200)) &&
-    (e.digest === undefined || (typeof e.digest === 'string' && DIGEST.test(e.digest))) &&
-    (e.fannedOut === undefined || typeof e.fannedOut === 'boolean') &&
-    (e.redacted === undefined || e.redacted === true)
-  )
-    return;
-  const issues = [
-    ...Object.keys(e)
-      .filter((k) => !ENVELOPE_KEYS.has(k))
-      .map((k) => `(root): Unrecognized key: ${JSON.stringify(k)}`),
-    ...(e.v === 1 ? [] : ['v: must be 1']),
-    ...(!('payload' in e) ? ['payload: is required'] : []),
-    ...(e.requestedBy === undefined || (typeof e.requestedBy === 'string' && e.requestedBy.length <= 200)
-      ? []
-      : ['requestedBy: must be text of at most 200 characters']),
-    ...(e.digest === undefined || (typeof e.digest === 'string' && DIGEST.test(e.digest))
-      ? []
-      : ['digest: must be sha256:<64 hex digits>']),
-    ...(e.fannedOut === undefined || typeof e.fannedOut === 'boolean'
-      ? []
-      : ['fannedOut: must be a boolean']),
-    ...(e.redacted === undefined || e.redacted === true ? [] : ['redacted: must be true']),
-  ];
-  throw new ValidationError('job envelope', issues);
+  const unknown = Object.keys(e).filter((k) => !ENVELOPE_KEYS.has(k));
+  const broken = ENVELOPE_RULES.filter(([holds]) => !holds(e));
+  if (unknown.length === 0 && broken.length === 0) return;
+  throw new ValidationError('job envelope', [
+    ...unknown.map((k) => `(root): Unrecognized key: ${JSON.stringify(k)}`),
+    ...broken.map(([, issue]) => issue),
+  ]);
 }
 
 /**

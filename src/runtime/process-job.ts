@@ -7,7 +7,6 @@ import { catalog, type JobName } from '../../queues/index.ts';
 import { classifyError, PermanentError, TransientError } from '../errors.ts';
 import {
   checkEnvelope,
-  isLegacyRunId,
   parsePayload,
   payloadDigest,
   runIdOf,
@@ -81,7 +80,8 @@ export async function processJob(
   } catch (err) {
     envelopeError = err;
   }
-  event.runId = isLegacyRunId(runId) ? undefined : runId;
+  // Jobs queued before run ids get none in the audit log, like their earlier events.
+  event.runId = runId && typeof job.data?.runId === 'string' ? runId : undefined;
   const ctx = new AttemptContext(deps, type, tenant, job, token, running, opts.sources, runId);
   try {
     if (envelopeError) throw envelopeError;
