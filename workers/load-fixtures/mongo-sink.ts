@@ -12,7 +12,7 @@ const { EJSON } = BSON;
 import { PermanentError, TransientError } from '../../src/errors.ts';
 import { collectionExists } from '../../src/stores/mongo.ts';
 import type { Checkpoint } from '../../src/runtime/checkpoint.ts';
-import { withRefused, type Progress, type Rejection, type Row, type Sink } from './sink.ts';
+import { lastByKey, withRefused, type Progress, type Rejection, type Row, type Sink } from './sink.ts';
 
 const DUPLICATE_KEY = 11000;
 /** Rounds of re-inserting documents a server neither stored nor reported (see insert). */
@@ -78,9 +78,8 @@ export function mongoSink(o: MongoSinkOptions): Sink {
    */
   const upsert = async (rows: Row[]): Promise<Rejection[]> => {
     const key = o.key!;
-    const last = new Map<string, Row>(); // last row wins within a batch
-    for (const r of rows) last.set(EJSON.stringify(key.map((k) => r.value[k])), r);
-    const unique = [...last.values()];
+    // EJSON: keys of different BSON types (a date, its text) are different keys.
+    const unique = lastByKey(rows, key, (values) => EJSON.stringify(values));
     // An array field matches a value it contains: only documents holding the value itself qualify.
     const notArray = { $not: { $type: 'array' } };
     const filter =

@@ -11,7 +11,7 @@ import { copyInto, type TenantPostgres } from '../../src/stores/postgres.ts';
 import { quoteIdent } from '../../src/stores/identifiers.ts';
 import { CopyTextBuffer, type CopyBatch } from '../../src/stores/copy-text.ts';
 import { copyContext, refusalReason, rowRefusal, type PgError } from './pg-refusal.ts';
-import { withRefused, type Progress, type Rejection, type Row, type Sink } from './sink.ts';
+import { lastByKey, withRefused, type Progress, type Rejection, type Row, type Sink } from './sink.ts';
 
 const CHECKPOINTS = '_dbfleet_load_checkpoints';
 /** upsert's temporary table, one per batch (dropped at commit). */
@@ -39,13 +39,6 @@ export interface PostgresSinkOptions {
    * job may still be delivered again, an unfinished one while its failed job may still be retried.
    */
   keepSeconds: { finished: number; unfinished: number };
-}
-
-/** Last row wins within a batch: ON CONFLICT cannot update the same row twice in one statement. */
-function lastByKey(rows: Row[], key: readonly string[]): Row[] {
-  const byKey = new Map<string, Row>();
-  for (const row of rows) byKey.set(JSON.stringify(key.map((k) => row.value[k])), row);
-  return [...byKey.values()];
 }
 
 export function postgresSink(o: PostgresSinkOptions): Sink {
@@ -233,7 +226,8 @@ export function postgresSink(o: PostgresSinkOptions): Sink {
         );
         if (upsertSql && batch.count > 0) {
           const unique = new CopyTextBuffer();
-          for (const row of lastByKey(batch.rows, o.key!)) encode(unique, row, batch.refused);
+          // ON CONFLICT cannot update the same row twice in one statement.
+          for (const row of lastByKey(batch.rows, o.key!, JSON.stringify)) encode(unique, row, batch.refused);
           await writeRows(unique.take(), batch.refused);
         } else if (batch.count > 0) {
           await writeRows(batch.text, batch.refused);

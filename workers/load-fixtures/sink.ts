@@ -51,3 +51,10 @@ export interface Sink {
   /** Marks the load finished, so that a redelivered job does not load again. */
   finish(progress: Progress): Promise<void>;
 }
+
+/** The batch with one row per key value, the last one (it wins, as a later write would). */
+export function lastByKey(rows: Row[], key: readonly string[], encode: (values: unknown[]) => string): Row[] {
+  const byKey = new Map<string, Row>();
+  for (const row of rows) byKey.set(encode(key.map((k) => row.value[k])), row);
+  return [...byKey.values()];
+}
