@@ -94,7 +94,7 @@ export function runIdOf(data: JobEnvelope | undefined, prefix: string, jobId: st
   return runId;
 }
 
-export function legacyRunId(prefix: string, jobId: string): string {
+function legacyRunId(prefix: string, jobId: string): string {
   return `${prefix}:${jobId}`;
 }
 

@@ -15,7 +15,6 @@ export interface Checkpoint {
    * retains the completed job), so that a redelivery returns without redoing the work.
    */
   finish(value: unknown): Promise<void>;
-  clear(): Promise<void>;
 }
 
 /**
@@ -59,8 +58,5 @@ export function redisCheckpoint(
     },
     set: (value) => write(value, lifetime.unfinished),
     finish: (value) => write(value, lifetime.finished),
-    async clear() {
-      await redis.del(key);
-    },
   };
 }
