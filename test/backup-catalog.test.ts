@@ -36,8 +36,20 @@ test('the catalog follows a backup from running to complete or failed, per deplo
   // A complete backup is not reopened by a late retry of its run.
   await start('b1', 'run-1');
   expect((await catalog.get('b1'))!.state).toBe('complete');
-  // Running backups older than a moment are found (a crash left them incomplete).
+  // Incomplete: failed, or running with a heartbeat quiet for longer than asked (a crash left it).
   await start('b3', 'run-3');
-  expect((await catalog.stale(new Date(Date.now() + 60_000))).map((b) => b.backup_id)).toEqual(['b3']);
+  await catalog.touch('b3', { objects: 2, storedBytes: 100 });
+  const incomplete = async () => (await catalog.incomplete('acme', 3_600_000)).map((b) => b.backup_id);
+  expect(await incomplete()).toEqual(['b2']);
+  await deps.control.pool.query(
+    `UPDATE dbfleet.backups SET updated_at = now() - interval '2 hours' WHERE prefix = $1 AND backup_id = 'b3'`,
+    [deps.prefix],
+  );
+  expect(await incomplete()).toEqual(['b2', 'b3']);
+  expect(await catalog.get('b3')).toMatchObject({ objects: 2, stored_bytes: '100' });
+  await catalog.recordVerify('b1', 'ok');
+  expect(await catalog.get('b1')).toMatchObject({ verify_result: 'ok', verified_at: expect.any(Date) });
+  await catalog.markDeleted('b2');
+  expect(await incomplete()).toEqual(['b3']);
   expect(await other.list('acme')).toEqual([]);
 });

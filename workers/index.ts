@@ -5,14 +5,16 @@
  */
 import type { JobName } from '../queues/index.ts';
 import type { Handler } from '../src/runtime/handler.ts';
+import { backup } from './backup.ts';
 import { loadFixtures } from './load-fixtures.ts';
 import { migrate } from './migrate.ts';
+import { restore } from './restore.ts';
 
 export const handlers = {
   'load-fixtures': loadFixtures,
   migrate,
-  backup: null,
-  restore: null,
+  backup,
+  restore,
   cleanup: null,
   validate: null,
   erase: null,

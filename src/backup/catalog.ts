@@ -23,6 +23,7 @@ export interface BackupRow {
   error_code: string | null;
   verified_at: Date | null;
   verify_result: string | null;
+  updated_at: Date;
 }
 
 export class BackupCatalog {
@@ -59,13 +60,22 @@ export class BackupCatalog {
     }
   }
 
+  /** A running backup's heartbeat, after each object: a crashed one stops touching its row. */
+  async touch(backupId: string, totals: { objects: number; storedBytes: number }): Promise<void> {
+    await this.#pool.query(
+      `UPDATE dbfleet.backups SET updated_at = now(), objects = $3, stored_bytes = $4
+       WHERE prefix = $1 AND backup_id = $2 AND state = 'running'`,
+      [this.#prefix, backupId, totals.objects, totals.storedBytes],
+    );
+  }
+
   /** Marks a backup complete, once its manifest is written. */
   async complete(
     backupId: string,
     totals: { objects: number; records: number; storedBytes: number },
   ): Promise<void> {
     await this.#pool.query(
-      `UPDATE dbfleet.backups SET state = 'complete', finished_at = now(), objects = $3, records = $4,
+      `UPDATE dbfleet.backups SET state = 'complete', finished_at = now(), updated_at = now(), objects = $3, records = $4,
               stored_bytes = $5, error_code = NULL
        WHERE prefix = $1 AND backup_id = $2`,
       [this.#prefix, backupId, totals.objects, totals.records, totals.storedBytes],
@@ -75,7 +85,7 @@ export class BackupCatalog {
   /** Marks a backup failed, by the code of its failure only. */
   async fail(backupId: string, errorCode: string): Promise<void> {
     await this.#pool.query(
-      `UPDATE dbfleet.backups SET state = 'failed', finished_at = now(), error_code = $3
+      `UPDATE dbfleet.backups SET state = 'failed', finished_at = now(), updated_at = now(), error_code = $3
        WHERE prefix = $1 AND backup_id = $2 AND state = 'running'`,
       [this.#prefix, backupId, errorCode],
     );
@@ -98,13 +108,33 @@ export class BackupCatalog {
     return rows;
   }
 
-  /** Backups still marked running that started before `olderThan`: left by a crash, or still going. */
-  async stale(olderThan: Date): Promise<BackupRow[]> {
+  /**
+   * Backups that will never complete: failed ones, and running ones whose heartbeat stopped more than
+   * `quietMs` ago (their worker crashed and no retry picked them up). Their objects can be deleted.
+   */
+  async incomplete(tenant: string | undefined, quietMs: number): Promise<BackupRow[]> {
     const { rows } = await this.#pool.query<BackupRow>(
-      `SELECT * FROM dbfleet.backups WHERE prefix = $1 AND state = 'running' AND started_at < $2
+      `SELECT * FROM dbfleet.backups WHERE prefix = $1 AND ($2::text IS NULL OR tenant = $2)
+         AND (state = 'failed' OR (state = 'running' AND updated_at < now() - make_interval(secs => $3)))
        ORDER BY started_at`,
-      [this.#prefix, olderThan],
+      [this.#prefix, tenant ?? null, quietMs / 1000],
     );
     return rows;
+  }
+
+  /** Records what a verify found (`ok`, or the fault's code). */
+  async recordVerify(backupId: string, result: string): Promise<void> {
+    await this.#pool.query(
+      `UPDATE dbfleet.backups SET verified_at = now(), verify_result = $3 WHERE prefix = $1 AND backup_id = $2`,
+      [this.#prefix, backupId, result],
+    );
+  }
+
+  /** Marks a backup whose objects were deleted. */
+  async markDeleted(backupId: string): Promise<void> {
+    await this.#pool.query(
+      `UPDATE dbfleet.backups SET state = 'deleted', updated_at = now() WHERE prefix = $1 AND backup_id = $2`,
+      [this.#prefix, backupId],
+    );
   }
 }

@@ -17,7 +17,8 @@ export const MANIFEST_FORMAT = 'dbfleet-backup/1';
 const objectEntry = z.strictObject({
   key: z.string().min(1),
   name: z.string().min(1),
-  kind: z.enum(['table', 'collection', 'schema', 'indexes']),
+  /** A table's rows, a collection's documents, the PostgreSQL schema, the MongoDB collections' shapes. */
+  kind: z.enum(['table', 'collection', 'postgres-schema', 'mongo-shapes']),
   compression: z.enum(['zstd', 'gzip', 'none']),
   sealed: z.boolean(),
   /** Rows or documents; 0 for schema objects. */

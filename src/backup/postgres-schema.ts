@@ -54,11 +54,13 @@ async function refuseUncovered(client: pg.PoolClient, schema: string): Promise<v
 
 /**
  * Reads the structure of `schema` on `client`, inside the caller's transaction (the backup's
- * snapshot). Sets search_path to the schema for the rest of that transaction.
+ * snapshot), for the tables `include` accepts (with their sequences, constraints and indexes). Sets
+ * search_path to the schema for the rest of that transaction.
  */
 export async function readPostgresSchema(
   client: pg.PoolClient,
   schema: string,
+  include: (table: string) => boolean = () => true,
 ): Promise<PostgresSchemaScript> {
   await client.query(`SET LOCAL search_path TO ${quoteIdent(schema)}`);
   await refuseUncovered(client, schema);
@@ -107,11 +109,13 @@ export async function readPostgresSchema(
     cache: string;
     cycle: boolean;
     owned_by: string | null;
+    owner_table: string | null;
   }>(
     `SELECT s.relname AS name, d.deptype = 'i' AS identity, format_type(q.seqtypid, NULL) AS type,
             q.seqstart AS start, q.seqincrement AS increment, q.seqmin AS min, q.seqmax AS max,
             q.seqcache AS cache, q.seqcycle AS cycle,
-            CASE WHEN d.deptype = 'a' THEN quote_ident(t.relname) || '.' || quote_ident(a.attname) END AS owned_by
+            CASE WHEN d.deptype = 'a' THEN quote_ident(t.relname) || '.' || quote_ident(a.attname) END AS owned_by,
+            t.relname AS owner_table
      FROM pg_class s JOIN pg_sequence q ON q.seqrelid = s.oid
      LEFT JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
      LEFT JOIN pg_class t ON t.oid = d.refobjid
@@ -121,6 +125,7 @@ export async function readPostgresSchema(
   );
   const states: SequenceState[] = [];
   for (const s of sequences.rows) {
+    if (s.owner_table !== null && !include(s.owner_table)) continue;
     const { rows } = await client.query<{ last_value: string; is_called: boolean }>(
       `SELECT last_value::text, is_called FROM ${quoteIdent(schema)}.${quoteIdent(s.name)}`,
     );
@@ -142,8 +147,9 @@ export async function readPostgresSchema(
      ORDER BY k.contype = 'f', c.relname, k.conname`,
     [schema],
   );
-  const indexes = await client.query<{ def: string }>(
-    `SELECT pg_get_indexdef(i.indexrelid) AS def FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+  const indexes = await client.query<{ table: string; def: string }>(
+    `SELECT t.relname AS table, pg_get_indexdef(i.indexrelid) AS def FROM pg_index i
+     JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
      WHERE c.relnamespace = $1::regnamespace
        AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
      ORDER BY c.relname`,
@@ -153,15 +159,19 @@ export async function readPostgresSchema(
   const qualified = ` ON ${quoteIdent(schema)}.`;
   const plainQualified = ` ON ${schema}.`;
   return {
-    tables: tables.rows.map((t) => ({
-      name: t.name,
-      create: `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${quoteIdent(t.name)} (\n  ${(byTable.get(t.name) ?? []).join(',\n  ')}\n)`,
-    })),
+    tables: tables.rows
+      .filter((t) => include(t.name))
+      .map((t) => ({
+        name: t.name,
+        create: `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${quoteIdent(t.name)} (\n  ${(byTable.get(t.name) ?? []).join(',\n  ')}\n)`,
+      })),
     sequences: states,
-    constraints: constraints.rows.map(
-      (k) => `ALTER TABLE ${quoteIdent(k.table)} ADD CONSTRAINT ${quoteIdent(k.name)} ${k.def}`,
-    ),
-    indexes: indexes.rows.map((i) => i.def.replace(qualified, ' ON ').replace(plainQualified, ' ON ')),
+    constraints: constraints.rows
+      .filter((k) => include(k.table))
+      .map((k) => `ALTER TABLE ${quoteIdent(k.table)} ADD CONSTRAINT ${quoteIdent(k.name)} ${k.def}`),
+    indexes: indexes.rows
+      .filter((i) => include(i.table))
+      .map((i) => i.def.replace(qualified, ' ON ').replace(plainQualified, ' ON ')),
   };
 }
 

@@ -73,6 +73,10 @@ const schema = z.object({
       }
     })
     .optional(),
+  /** S3 multipart part size for backup objects, MiB; grown per object beyond 10,000 parts. */
+  DBFLEET_BACKUP_PART_SIZE_MB: int(5, 5_120).default(8),
+  /** Tables or collections a backup or restore reads or writes at once. */
+  DBFLEET_BACKUP_PARALLEL: int(1, 16).default(2),
   DBFLEET_BOARD_HOST: z.string().default('127.0.0.1'),
   DBFLEET_BOARD_PORT: int(0, 65_535).default(3000),
   DBFLEET_BOARD_USER: z.string().min(1).optional(),

@@ -171,7 +171,8 @@ export class ControlDb {
       `WITH events AS (DELETE FROM dbfleet.job_event_log WHERE prefix = $1),
             cursor AS (DELETE FROM dbfleet.audit_cursor WHERE prefix = $1),
             dead AS (DELETE FROM dbfleet.audit_dead_letters WHERE prefix = $1),
-            backups AS (DELETE FROM dbfleet.backups WHERE prefix = $1)
+            backups AS (DELETE FROM dbfleet.backups WHERE prefix = $1),
+            restores AS (DELETE FROM dbfleet.restores WHERE prefix = $1)
        DELETE FROM dbfleet.load_rejections WHERE prefix = $1`,
       [prefix],
     );

@@ -318,4 +318,32 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
       CREATE INDEX backups_tenant ON dbfleet.backups (prefix, tenant, started_at DESC);
     `,
   },
+  {
+    version: 9,
+    name: 'backup heartbeat; restore records',
+    // A running backup touches updated_at after each object, so one a crash left behind is told from
+    // one still going. Each restore run is recorded with what it replaced: the target's schema and
+    // collections as they were are renamed aside, not dropped, until an operator drops them on
+    // purpose. Read and written by src/backup/catalog.ts and src/backup/restore-records.ts.
+    sql: `
+      ALTER TABLE dbfleet.backups ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
+      CREATE TABLE dbfleet.restores (
+        prefix                text NOT NULL,
+        run_id                text NOT NULL,
+        backup_id             text NOT NULL,
+        source_tenant         text NOT NULL,
+        target_tenant         text NOT NULL,
+        state                 text NOT NULL CHECK (state IN ('running', 'complete', 'failed')),
+        started_at            timestamptz NOT NULL DEFAULT now(),
+        finished_at           timestamptz,
+        replaced_schema       text,
+        replaced_collections  text,
+        replaced_dropped_at   timestamptz,
+        erasures_reapplied    integer,
+        error_code            text,
+        PRIMARY KEY (prefix, run_id)
+      );
+      CREATE INDEX restores_target ON dbfleet.restores (prefix, target_tenant, started_at DESC);
+    `,
+  },
 ];

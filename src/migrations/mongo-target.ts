@@ -8,7 +8,7 @@
 import type { Db } from 'mongodb';
 import type { Logger } from '../logger.ts';
 import { mongoBackfill } from './backfill.ts';
-import { LeaseLock } from './lease-lock.ts';
+import { withMongoTenantLock } from './tenant-locks.ts';
 import type { MigrationTarget, RunMeta } from './run-store.ts';
 import {
   compareVersions,
@@ -57,12 +57,12 @@ export function mongoTarget(o: MongoTargetOptions): MigrationTarget<MongoMigrati
   return {
     store: 'mongo',
     withLock(fn, signal) {
-      const lock = new LeaseLock(o.db, 'migrate', {
-        leaseMs: o.leaseMs,
-        waitMs: o.lockWaitMs,
-        holder: o.holder,
-      });
-      return lock.hold(fn, signal);
+      return withMongoTenantLock(
+        o.db,
+        { leaseMs: o.leaseMs, waitMs: o.lockWaitMs, holder: o.holder },
+        fn,
+        signal,
+      );
     },
     async history() {
       const docs = await history.find({}).toArray();

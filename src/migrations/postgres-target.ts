@@ -8,6 +8,7 @@ import type pg from 'pg';
 import type { Logger } from '../logger.ts';
 import { inTransaction } from '../stores/postgres.ts';
 import { postgresBackfill } from './backfill.ts';
+import { withPostgresTenantLock } from './tenant-locks.ts';
 import type { MigrationTarget, RunMeta } from './run-store.ts';
 import type { AppliedMigration, Migration, PostgresMigrationContext } from './types.ts';
 
@@ -70,24 +71,11 @@ export function postgresTarget(o: PostgresTargetOptions): MigrationTarget<Postgr
 
   return {
     store: 'postgres',
-    async withLock(fn, signal) {
-      // Both keys are 32-bit hashes: one for "dbfleet migrate", one for the schema.
-      const key = [`hashtext('dbfleet.migrate')`, `hashtext($1)`].join(', ');
-      // PostgreSQL frees a session's advisory locks when the session ends, but notices a vanished
-      // client mid-statement only if asked to look: a killed runner's lock must not outlive it.
-      await client.query(`SET client_connection_check_interval = 1000`);
-      await client.query(`SET lock_timeout = ${Math.round(o.lockWaitMs)}`);
-      try {
-        await client.query(`SELECT pg_advisory_lock(${key})`, [o.schema]);
-      } finally {
-        await client.query('RESET lock_timeout');
-      }
-      try {
+    withLock(fn, signal) {
+      return withPostgresTenantLock(client, o.schema, 'exclusive', o.lockWaitMs, async () => {
         await client.query(HISTORY);
-        return await fn(signal ?? new AbortController().signal);
-      } finally {
-        await client.query(`SELECT pg_advisory_unlock(${key})`, [o.schema]).catch(() => undefined);
-      }
+        return fn(signal ?? new AbortController().signal);
+      });
     },
     async history() {
       const exists = (await client.query(`SELECT to_regclass('_dbfleet_migrations') AS t`)).rows[0].t;

@@ -7,6 +7,7 @@ import pg from 'pg';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { DbfleetConfig } from '../config/define.ts';
 import type { Env } from '../config/env.ts';
+import { StaticKeyProvider, type KeyProvider } from '../backup/keys.ts';
 import { AuditOutbox } from '../control/audit-outbox.ts';
 import { ControlDb } from '../control/control-db.ts';
 import type { Logger } from '../logger.ts';
@@ -40,6 +41,8 @@ export interface FleetDeps {
   /** A local folder, for backups of deployments without S3. */
   localObjects: ObjectStore;
   tenants: TenantDirectory;
+  /** Master keys for backups (DBFLEET_BACKUP_KEYS); a KMS implements the same interface. */
+  backupKeys: KeyProvider | undefined;
 }
 
 export function createDeps(env: Env, config: DbfleetConfig, log: Logger): FleetDeps {
@@ -67,6 +70,7 @@ export function createDeps(env: Env, config: DbfleetConfig, log: Logger): FleetD
     objects: new S3ObjectStore(s3, env.DBFLEET_S3_BUCKET),
     localObjects: new LocalObjectStore(env.DBFLEET_LOCAL_STORAGE_DIR),
     tenants: new TenantDirectory(env, config, control),
+    backupKeys: env.DBFLEET_BACKUP_KEYS ? new StaticKeyProvider(env.DBFLEET_BACKUP_KEYS) : undefined,
   };
 }
 

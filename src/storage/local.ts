@@ -29,7 +29,8 @@ export class LocalObjectStore implements ObjectStore {
     try {
       await pipeline(
         typeof body === 'string' || Buffer.isBuffer(body) ? Readable.from([body]) : body,
-        createWriteStream(temp),
+        // Flushed to disk before the rename makes it visible: a manifest must never name lost bytes.
+        createWriteStream(temp, { flush: true }),
       );
       await rename(temp, target);
     } catch (err) {

@@ -12,7 +12,9 @@ import { test as base } from 'vitest';
 import demoConfig from '../../dbfleet.config.ts';
 import { createClient, type FleetClient } from '../../src/client/client.ts';
 import { loadEnv, type Env } from '../../src/config/env.ts';
-import { addTenant, dropTenantData } from '../../src/control/provision.ts';
+import { addTenant, dropTenantData, tenantStores } from '../../src/control/provision.ts';
+import { dropReplaced } from '../../src/backup/restore-tenant.ts';
+import { RestoreRecords } from '../../src/backup/restore-records.ts';
 import { createLogger } from '../../src/logger.ts';
 import { closeDeps, createDeps, forgetPrefix, type FleetDeps } from '../../src/runtime/deps.ts';
 import { startWorker, type FleetWorker, type WorkerOptions } from '../../src/runtime/worker.ts';
@@ -42,6 +44,11 @@ interface Fixtures {
   env: Env;
   deps: FleetDeps;
   tenant: TenantHandle;
+  /**
+   * More tenants: `register: false` gives an id with nothing behind it (a restore target). Their data,
+   * registration and backups go when the test ends.
+   */
+  spareTenant: (options?: { register?: boolean; migrate?: boolean }) => Promise<TenantHandle>;
   /** The test tenant's folder under DBFLEET_FILE_ROOTS: where its file sources go. */
   files: string;
   client: FleetClient;
@@ -107,8 +114,18 @@ export const test = base.extend<Fixtures>({
     const id = uniqueId('t');
     const { pg, mongo } = await addTenant(deps, id);
     await use({ id, pg, mongo });
-    await dropTenantData({ namespace: pg.schema, pg, mongo });
-    await deps.control.forgetTenant(id);
+    await forgetTestTenant(deps, id);
+  },
+
+  spareTenant: async ({ deps }, use) => {
+    const ids: string[] = [];
+    await use(async ({ register = true, migrate = true } = {}) => {
+      const id = uniqueId('t');
+      ids.push(id);
+      const { pg, mongo } = register ? await addTenant(deps, id, { migrate }) : tenantStores(deps, id);
+      return { id, pg, mongo };
+    });
+    for (const id of ids) await forgetTestTenant(deps, id);
   },
 
   files: async ({ tmp, tenant }, use) => {
@@ -176,6 +193,20 @@ export const test = base.extend<Fixtures>({
     }
   },
 });
+
+/**
+ * Drops a test tenant's data, what restores into it set aside, and its backups; forgets it. Only for
+ * tests: a deployment keeps all of that until an operator says otherwise.
+ */
+async function forgetTestTenant(deps: FleetDeps, id: string): Promise<void> {
+  const stores = tenantStores(deps, id);
+  const target = { pool: deps.postgres.pool(deps.tenants.locate(id).postgresUrl), mongo: stores.mongo };
+  for (const r of await new RestoreRecords(deps.control.pool, deps.prefix).list(id))
+    await dropReplaced(target, { schema: r.replaced_schema, collections: null });
+  await dropTenantData(stores);
+  for await (const o of deps.objects.list(`backups/${id}/`)) await deps.objects.delete(o.key);
+  await deps.control.forgetTenant(id);
+}
 
 /** Polls `probe` until it returns a truthy value or `timeoutMs` passes. */
 export async function eventually<T>(

@@ -1,0 +1,433 @@
+/**
+ * Restoring a backup into a tenant, the backup's own or another. Nothing of the target changes
+ * until the backup has been verified whole (verify.ts, deep), and then only beside the live data: a
+ * staging schema and staging collections are built under the tenant's migration locks, each table
+ * committed with a progress row and each collection checkpointed, so a crashed restore resumes. Only
+ * when everything is in, the swap: PostgreSQL in one transaction (the live schema renamed aside, the
+ * staging schema renamed into its place), then MongoDB collection by collection, after a marker in
+ * the target database says the swap has begun: from then on a retry only rolls the swap forward.
+ * What was replaced is renamed, not dropped (restore-records.ts).
+ */
+import type { Db } from 'mongodb';
+import type pg from 'pg';
+import { PermanentError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import {
+  withMongoTenantLock,
+  withPostgresTenantLock,
+  type LockSettings,
+} from '../migrations/tenant-locks.ts';
+import type { Checkpoint } from '../runtime/checkpoint.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import { quoteIdent } from '../stores/identifiers.ts';
+import { collectionExists } from '../stores/mongo.ts';
+import { inTransaction, withPoolClient } from '../stores/postgres.ts';
+import type { BackupCatalog } from './catalog.ts';
+import type { KeyProvider } from './keys.ts';
+import { runLanes } from './lanes.ts';
+import { isBackedUp, replacedName, restoreStagingName, runTag } from './layout.ts';
+import type { ManifestObject } from './manifest.ts';
+import { loadCollection, type CollectionShape } from './mongo-data.ts';
+import { copyTableIn } from './postgres-data.ts';
+import {
+  applyPostgresConstraints,
+  createPostgresTables,
+  type PostgresSchemaScript,
+} from './postgres-schema.ts';
+import type { RestoreRecords } from './restore-records.ts';
+import {
+  BackupVerifyError,
+  openBackup,
+  openObject,
+  readJsonObject,
+  verifyDeep,
+  type OpenedBackup,
+} from './verify.ts';
+
+export interface RestoreRequest {
+  backupId: string;
+  /** The tenant the backup is of. */
+  source: string;
+  target: string;
+  runId: string;
+  /** Replace a target other than the source that already holds data. */
+  replace: boolean;
+  /** Accept a backup made without a key. */
+  allowUnencrypted: boolean;
+  verifyOnly: boolean;
+}
+
+export interface RestoreProgress {
+  phase: 'verify' | 'postgres' | 'mongo' | 'swap';
+  objects: number;
+  objectsTotal: number;
+  records: number;
+}
+
+/** Where erased people are erased again, before the restored data is opened. */
+export interface StagedData {
+  schema: string;
+  /** Staged collections are named this followed by their own name. */
+  collectionPrefix: string;
+  pool: pg.Pool;
+  mongo: Db;
+}
+
+export interface RestoreServices {
+  store: ObjectStore;
+  keys: KeyProvider | undefined;
+  /** The target tenant's server pool, schema and database. */
+  target: { pool: pg.Pool; schema: string; mongo: Db };
+  records: RestoreRecords;
+  catalog: BackupCatalog;
+  checkpoint: Checkpoint;
+  progress(p: RestoreProgress): Promise<void>;
+  signal: AbortSignal;
+  log: Logger;
+  locks: LockSettings;
+  parallel: number;
+  /** Applies every erasure recorded for the source tenant to the staged data; returns how many. */
+  reapplyErasures(staged: StagedData): Promise<number>;
+  /** Registers the target tenant, once its data is in (nothing when it is registered). */
+  register(): Promise<void>;
+}
+
+export interface RestoreOutcome {
+  backupId: string;
+  targetTenant: string;
+  verified: true;
+  restoredTables: number;
+  restoredCollections: number;
+  records: number;
+  erasuresReapplied: number;
+  /** Where the target's data as it was went (null: nothing was there, or verify only). */
+  replaced: { schema: string | null; collections: string | null } | null;
+}
+
+interface RestoreCheckpoint {
+  verified: boolean;
+  /** Collections staged. (Tables are recorded in the staging schema, with their rows.) */
+  collections: string[];
+  outcome?: RestoreOutcome;
+}
+
+const PROGRESS = '_dbfleet_restore_progress';
+const SWAP_MARKERS = '_dbfleet_restores';
+
+const tableOf = (o: ManifestObject) => o.name.slice('postgres/'.length);
+const collectionOf = (o: ManifestObject) => o.name.slice('mongo/'.length);
+
+export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Promise<RestoreOutcome> {
+  const cp: RestoreCheckpoint = (await s.checkpoint.get<RestoreCheckpoint>()) ?? {
+    verified: false,
+    collections: [],
+  };
+  if (cp.outcome) return cp.outcome;
+  const b = await openBackup(s.store, req.source, req.backupId, s.keys, {
+    allowUnsealed: req.allowUnencrypted,
+  });
+  const { objects } = b.manifest;
+  const total = objects.length;
+  if (!cp.verified) {
+    let checked = 0;
+    try {
+      await verifyDeep(b, () =>
+        s.progress({ phase: 'verify', objects: ++checked, objectsTotal: total, records: 0 }),
+      );
+    } catch (err) {
+      await s.catalog.recordVerify(req.backupId, (err as { code?: string }).code ?? 'failed');
+      throw err;
+    }
+    await s.catalog.recordVerify(req.backupId, 'ok');
+    cp.verified = true;
+    await s.checkpoint.set(cp);
+  }
+  const counts = {
+    restoredTables: objects.filter((o) => o.kind === 'table').length,
+    restoredCollections: objects.filter((o) => o.kind === 'collection').length,
+    records: objects.reduce((n, o) => n + o.records, 0),
+  };
+  if (req.verifyOnly) {
+    const outcome: RestoreOutcome = {
+      backupId: req.backupId,
+      targetTenant: req.target,
+      verified: true,
+      ...counts,
+      restoredTables: 0,
+      restoredCollections: 0,
+      records: 0,
+      erasuresReapplied: 0,
+      replaced: null,
+    };
+    await s.checkpoint.finish({ ...cp, outcome });
+    return outcome;
+  }
+
+  await s.records.start({ runId: req.runId, backupId: req.backupId, source: req.source, target: req.target });
+  const staging = restoreStagingName(req.runId);
+  const replaced = replacedName(req.runId);
+  const markers = s.target.mongo.collection<{ _id: string; phase: string }>(SWAP_MARKERS);
+  const tag = runTag(req.runId);
+
+  const outcome = await withMongoTenantLock(s.target.mongo, s.locks, () =>
+    withPoolClient(s.target.pool, (leader) =>
+      withPostgresTenantLock(leader, s.target.schema, 'exclusive', s.locks.waitMs, async () => {
+        const swapping = (await markers.findOne({ _id: tag }))?.phase === 'swapping';
+        let erasures = 0;
+        if (!swapping) {
+          if (req.source !== req.target && !req.replace) await refuseNonEmptyTarget(leader, s, req.target);
+          await stagePostgres(b, s, leader, staging);
+          await stageMongo(b, s, cp, staging);
+          erasures = await s.reapplyErasures({
+            schema: staging,
+            collectionPrefix: `${staging}_`,
+            pool: s.target.pool,
+            mongo: s.target.mongo,
+          });
+          await markers.updateOne({ _id: tag }, { $set: { phase: 'swapping' } }, { upsert: true });
+        }
+        await s.progress({ phase: 'swap', objects: total, objectsTotal: total, records: counts.records });
+        const replacedSchema = await swapPostgres(leader, s.target.schema, staging, replaced);
+        const replacedCollections = await swapMongo(s.target.mongo, b, staging, replaced);
+        await s.records.replacing(req.runId, { schema: replacedSchema, collections: replacedCollections });
+        await markers.deleteOne({ _id: tag });
+        return {
+          backupId: req.backupId,
+          targetTenant: req.target,
+          verified: true as const,
+          ...counts,
+          erasuresReapplied: erasures,
+          replaced: { schema: replacedSchema, collections: replacedCollections },
+        };
+      }),
+    ),
+  );
+  await s.register();
+  await s.records.complete(req.runId, outcome.erasuresReapplied);
+  await s.checkpoint.finish({ ...cp, outcome });
+  s.log.info({ backupId: req.backupId, target: req.target }, 'restore complete');
+  return outcome;
+}
+
+/** Another tenant than the backup's is restored into only when it holds nothing, or on purpose. */
+async function refuseNonEmptyTarget(
+  client: pg.PoolClient,
+  s: RestoreServices,
+  target: string,
+): Promise<void> {
+  const held: string[] = [];
+  const { rows } = await client.query<{ name: string; rows: boolean }>(
+    `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`,
+    [s.target.schema],
+  );
+  for (const r of rows) {
+    if (!isBackedUp(r.name)) continue;
+    if (r.name === '_dbfleet_migrations') {
+      const n = await client.query(
+        `SELECT 1 FROM ${quoteIdent(s.target.schema)}."_dbfleet_migrations" LIMIT 1`,
+      );
+      if (n.rowCount === 0) continue;
+    }
+    held.push(`table ${r.name}`);
+  }
+  for (const c of await s.target.mongo.listCollections({}, { nameOnly: true }).toArray()) {
+    if (!isBackedUp(c.name)) continue;
+    if (
+      c.name === '_dbfleet_migrations' &&
+      (await s.target.mongo.collection(c.name).countDocuments({}, { limit: 1 })) === 0
+    )
+      continue;
+    held.push(`collection ${c.name}`);
+  }
+  if (held.length)
+    throw new PermanentError(
+      'target_not_empty',
+      `tenant ${target} already holds data (${held.slice(0, 5).join(', ')}${held.length > 5 ? ', ...' : ''}): ` +
+        'restore into a new tenant, or replace it on purpose (replace: true, --replace)',
+    );
+}
+
+async function stagePostgres(
+  b: OpenedBackup,
+  s: RestoreServices,
+  leader: pg.PoolClient,
+  staging: string,
+): Promise<void> {
+  const schemaObject = b.manifest.objects.find((o) => o.kind === 'postgres-schema');
+  if (!schemaObject) return;
+  const script = await readJsonObject<PostgresSchemaScript>(b, schemaObject);
+  const q = quoteIdent(staging);
+  await leader.query(`CREATE SCHEMA IF NOT EXISTS ${q}`);
+  await leader.query(`CREATE TABLE IF NOT EXISTS ${q}.${PROGRESS} (step text PRIMARY KEY)`);
+  const mark = (c: pg.PoolClient, step: string) =>
+    c.query(`INSERT INTO ${q}.${PROGRESS} VALUES ($1)`, [step]);
+  const done = new Set(
+    (await leader.query<{ step: string }>(`SELECT step FROM ${q}.${PROGRESS}`)).rows.map((r) => r.step),
+  );
+  if (!done.has('tables'))
+    await inTransaction(leader, async () => {
+      await createPostgresTables(leader, staging, script);
+      await mark(leader, 'tables');
+    });
+  const tables = b.manifest.objects
+    .filter((o) => o.kind === 'table' && !done.has(`table:${tableOf(o)}`))
+    .sort((x, y) => y.storedBytes - x.storedBytes);
+  let staged = 0;
+  let records = 0;
+  const objectsTotal = b.manifest.objects.length;
+  await runLanes(tables, s.parallel, s.signal, (_lane, drain) =>
+    withPoolClient(s.target.pool, (c) =>
+      drain(async (o) => {
+        const table = tableOf(o);
+        await inTransaction(c, async () => {
+          // A table an earlier attempt began and did not commit is empty again; truncate for safety.
+          await c.query(`TRUNCATE ${q}.${quoteIdent(table)}`);
+          const rows = await copyTableIn(c, staging, table, await openObject(b, o));
+          if (rows !== o.records)
+            throw new BackupVerifyError(
+              'record_count',
+              `backup ${b.manifest.backupId}: table ${table} loaded ${rows} rows, the manifest says ${o.records}`,
+            );
+          await mark(c, `table:${table}`);
+        });
+        records += o.records;
+        await s.progress({ phase: 'postgres', objects: ++staged, objectsTotal, records });
+      }),
+    ),
+  );
+  if (!done.has('constraints'))
+    await inTransaction(leader, async () => {
+      await applyPostgresConstraints(leader, staging, script);
+      await mark(leader, 'constraints');
+    });
+}
+
+async function stageMongo(
+  b: OpenedBackup,
+  s: RestoreServices,
+  cp: RestoreCheckpoint,
+  staging: string,
+): Promise<void> {
+  const shapesObject = b.manifest.objects.find((o) => o.kind === 'mongo-shapes');
+  if (!shapesObject) return;
+  const shapes = new Map(
+    (await readJsonObject<CollectionShape[]>(b, shapesObject)).map((shape) => [shape.name, shape]),
+  );
+  const db = s.target.mongo;
+  const todo = b.manifest.objects.filter(
+    (o) => o.kind === 'collection' && !cp.collections.includes(collectionOf(o)),
+  );
+  let staged = 0;
+  let records = 0;
+  const objectsTotal = b.manifest.objects.length;
+  await runLanes(todo, s.parallel, s.signal, (_lane, drain) =>
+    drain(async (o) => {
+      const name = collectionOf(o);
+      const shape = shapes.get(name);
+      if (!shape)
+        throw new BackupVerifyError(
+          'record_count',
+          `backup ${b.manifest.backupId}: collection ${name} has no shape`,
+        );
+      const stagedName = `${staging}_${name}`;
+      // Left half-loaded by an earlier attempt: load it again from the start.
+      if (await collectionExists(db, stagedName)) await db.collection(stagedName).drop();
+      const n = await loadCollection(db, { ...shape, name: stagedName }, await openObject(b, o));
+      if (n !== o.records)
+        throw new BackupVerifyError(
+          'record_count',
+          `backup ${b.manifest.backupId}: collection ${name} loaded ${n} documents, the manifest says ${o.records}`,
+        );
+      cp.collections.push(name);
+      await s.checkpoint.set(cp);
+      records += o.records;
+      await s.progress({ phase: 'mongo', objects: ++staged, objectsTotal, records });
+    }),
+  );
+}
+
+async function schemaExists(client: pg.PoolClient, name: string): Promise<boolean> {
+  const { rowCount } = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [name]);
+  return rowCount === 1;
+}
+
+/**
+ * Renames the live schema aside and the staging schema into its place, in one transaction; does
+ * nothing when an earlier attempt did it. Returns the name the live schema went to, or null.
+ */
+async function swapPostgres(
+  client: pg.PoolClient,
+  live: string,
+  staging: string,
+  replaced: string,
+): Promise<string | null> {
+  await inTransaction(client, async () => {
+    if (!(await schemaExists(client, staging))) return;
+    await client.query(`DROP TABLE ${quoteIdent(staging)}.${PROGRESS}`);
+    if (await schemaExists(client, live))
+      await client.query(`ALTER SCHEMA ${quoteIdent(live)} RENAME TO ${quoteIdent(replaced)}`);
+    await client.query(`ALTER SCHEMA ${quoteIdent(staging)} RENAME TO ${quoteIdent(live)}`);
+  });
+  return (await schemaExists(client, replaced)) ? replaced : null;
+}
+
+/**
+ * Moves the live collections aside (those a backup would hold) and the staged ones into their place,
+ * one rename each; a retry picks up where a crash stopped. Returns the prefix the live ones went
+ * under, or null when there were none.
+ */
+async function swapMongo(db: Db, b: OpenedBackup, staging: string, replaced: string): Promise<string | null> {
+  const restored = new Set(b.manifest.objects.filter((o) => o.kind === 'collection').map(collectionOf));
+  const names = async () =>
+    new Set((await db.listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name));
+  let present = await names();
+  const aside = (name: string) => `${replaced}_${name}`;
+  for (const name of present)
+    if (isBackedUp(name) && !restored.has(name)) await db.collection(name).rename(aside(name));
+  present = await names();
+  for (const name of restored) {
+    const stagedName = `${staging}_${name}`;
+    if (!present.has(stagedName)) continue; // swapped in by an earlier attempt
+    if (present.has(name)) {
+      if (present.has(aside(name)))
+        throw new PermanentError(
+          'restore_conflict',
+          `collection ${name} was created again while the restore was swapping it in; ` +
+            `the restored data is in ${stagedName}, the replaced in ${aside(name)}`,
+        );
+      await db.collection(name).rename(aside(name));
+    }
+    await db.collection(stagedName).rename(name);
+  }
+  present = await names();
+  return [...present].some((n) => n.startsWith(`${replaced}_`)) ? `${replaced}_` : null;
+}
+
+/** Drops what a failed restore staged; the target was not touched. Not once the swap has begun. */
+export async function dropStaging(target: { pool: pg.Pool; mongo: Db }, runId: string): Promise<boolean> {
+  const tag = runTag(runId);
+  const marker = await target.mongo
+    .collection<{ _id: string; phase: string }>(SWAP_MARKERS)
+    .findOne({ _id: tag });
+  if (marker?.phase === 'swapping') return false;
+  const staging = restoreStagingName(runId);
+  await withPoolClient(target.pool, (c) => c.query(`DROP SCHEMA IF EXISTS ${quoteIdent(staging)} CASCADE`));
+  for (const c of await target.mongo.listCollections({}, { nameOnly: true }).toArray())
+    if (c.name.startsWith(`${staging}_`)) await target.mongo.collection(c.name).drop();
+  return true;
+}
+
+/** Drops the data a restore replaced (its schema and collections renamed aside). */
+export async function dropReplaced(
+  target: { pool: pg.Pool; mongo: Db },
+  replaced: { schema: string | null; collections: string | null },
+): Promise<void> {
+  if (replaced.schema)
+    await withPoolClient(target.pool, (c) =>
+      c.query(`DROP SCHEMA IF EXISTS ${quoteIdent(replaced.schema!)} CASCADE`),
+    );
+  if (replaced.collections)
+    for (const c of await target.mongo.listCollections({}, { nameOnly: true }).toArray())
+      if (c.name.startsWith(replaced.collections)) await target.mongo.collection(c.name).drop();
+}

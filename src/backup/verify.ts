@@ -1,0 +1,133 @@
+/**
+ * Opening a backup and checking it without restoring it. Quick: the manifest opens (its seal, its
+ * tenant and id, the master key) and every object it names is stored with the size it names. Deep:
+ * also every object is read whole, its stored bytes hashed, every sealed chunk authenticated, the
+ * data decompressed and its rows or documents counted against the manifest.
+ */
+import { Transform, Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ObjectStore } from '../storage/object-store.ts';
+import { readText } from './backup-tenant.ts';
+import { BackupFault } from './fault.ts';
+import type { KeyProvider } from './keys.ts';
+import { backupPrefix, manifestKey } from './layout.ts';
+import { readManifest, type ManifestBody, type ManifestObject } from './manifest.ts';
+import { ObjectIntegrityError, readObject } from './object-codec.ts';
+
+export type VerifyFault = 'manifest_missing' | 'object_missing' | 'record_count';
+
+export class BackupVerifyError extends BackupFault<VerifyFault> {}
+
+export interface OpenedBackup {
+  manifest: ManifestBody;
+  dataKey: Buffer | undefined;
+  store: ObjectStore;
+  /** Where its objects are: manifest keys are relative to this. */
+  prefix: string;
+}
+
+/** Reads and checks a backup's manifest: the commit marker without which the backup is incomplete. */
+export async function openBackup(
+  store: ObjectStore,
+  tenant: string,
+  backupId: string,
+  keys: KeyProvider | undefined,
+  options: { allowUnsealed: boolean },
+): Promise<OpenedBackup> {
+  const key = manifestKey(tenant, backupId);
+  if (!(await store.head(key)))
+    throw new BackupVerifyError(
+      'manifest_missing',
+      `backup ${backupId} of tenant ${tenant} has no manifest: it is incomplete (it never finished, or its manifest is gone)`,
+    );
+  const { manifest, dataKey } = await readManifest(
+    await readText(store, key),
+    { tenant, backupId },
+    keys,
+    options,
+  );
+  return { manifest, dataKey, store, prefix: backupPrefix(tenant, backupId) };
+}
+
+/** An object's plain bytes, checked as they are read (see readObject). */
+export function openObject(b: OpenedBackup, o: ManifestObject): Promise<Readable> {
+  return readObject(b.store, { ...o, key: b.prefix + o.key }, b.dataKey);
+}
+
+export async function readJsonObject<T>(b: OpenedBackup, o: ManifestObject): Promise<T> {
+  const parts: Buffer[] = [];
+  for await (const chunk of await openObject(b, o)) parts.push(chunk as Buffer);
+  return JSON.parse(Buffer.concat(parts).toString('utf8')) as T;
+}
+
+/** Checks that every object is stored with its manifest size. */
+export async function verifyQuick(b: OpenedBackup): Promise<void> {
+  for (const o of b.manifest.objects) {
+    const head = await b.store.head(b.prefix + o.key);
+    if (!head)
+      throw new BackupVerifyError(
+        'object_missing',
+        `backup ${b.manifest.backupId}: object ${o.key} is missing from the store`,
+      );
+    if (head.size !== o.storedBytes) throw new ObjectIntegrityError('size', o.key);
+  }
+}
+
+/** Counts COPY text rows (one line each: COPY escapes newlines in values) or BSON documents. */
+function recordCounter(kind: ManifestObject['kind']): Transform & { count(): number } {
+  let count = 0;
+  let skip = 0; // BSON: bytes left of the current document
+  const head = Buffer.alloc(4); // BSON: the next document's length, which may span chunks
+  let headBytes = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      if (kind === 'table') {
+        for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) count++;
+      } else if (kind === 'collection') {
+        for (let at = 0; at < chunk.length;) {
+          if (skip > 0) {
+            const n = Math.min(skip, chunk.length - at);
+            skip -= n;
+            at += n;
+            continue;
+          }
+          const n = Math.min(4 - headBytes, chunk.length - at);
+          chunk.copy(head, headBytes, at, at + n);
+          headBytes += n;
+          at += n;
+          if (headBytes === 4) {
+            const size = head.readInt32LE(0);
+            if (size < 5) return callback(new Error('not a BSON document stream'));
+            skip = size - 4;
+            headBytes = 0;
+            count++;
+          }
+        }
+      }
+      callback();
+    },
+    flush(callback) {
+      callback(skip > 0 || headBytes > 0 ? new Error('the BSON stream ends inside a document') : null);
+    },
+  }) as Transform & { count(): number };
+  counter.count = () => count;
+  return counter;
+}
+
+/** Reads every object whole: hashed, authenticated, decompressed, its records counted. */
+export async function verifyDeep(
+  b: OpenedBackup,
+  onObject?: (o: ManifestObject) => Promise<void> | void,
+): Promise<void> {
+  await verifyQuick(b);
+  for (const o of b.manifest.objects) {
+    const counter = recordCounter(o.kind);
+    await pipeline(await openObject(b, o), counter, new Writable({ write: (_c, _e, cb) => cb() }));
+    if ((o.kind === 'table' || o.kind === 'collection') && counter.count() !== o.records)
+      throw new BackupVerifyError(
+        'record_count',
+        `backup ${b.manifest.backupId}: object ${o.key} holds ${counter.count()} records, the manifest says ${o.records}`,
+      );
+    await onObject?.(o);
+  }
+}
