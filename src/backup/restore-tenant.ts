@@ -23,6 +23,7 @@ import { quoteIdent } from '../stores/identifiers.ts';
 import { collectionExists } from '../stores/mongo.ts';
 import { inTransaction, withPoolClient } from '../stores/postgres.ts';
 import type { BackupCatalog } from './catalog.ts';
+import { BackupFault } from './fault.ts';
 import type { KeyProvider } from './keys.ts';
 import { runLanes } from './lanes.ts';
 import { isBackedUp, replacedName, restoreStagingName, runTag } from './layout.ts';
@@ -123,25 +124,28 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
     collections: [],
   };
   if (cp.outcome) return cp.outcome;
-  const b = await openBackup(s.store, req.source, req.backupId, s.keys, {
-    allowUnsealed: req.allowUnencrypted,
-  });
-  const { objects } = b.manifest;
-  const total = objects.length;
-  if (!cp.verified) {
-    let checked = 0;
-    try {
+  let b: OpenedBackup;
+  try {
+    b = await openBackup(s.store, req.source, req.backupId, s.keys, { allowUnsealed: req.allowUnencrypted });
+    if (!cp.verified) {
+      let checked = 0;
+      const total = b.manifest.objects.length;
       await verifyDeep(b, () =>
         s.progress({ phase: 'verify', objects: ++checked, objectsTotal: total, records: 0 }),
       );
-    } catch (err) {
-      await s.catalog.recordVerify(req.backupId, (err as { code?: string }).code ?? 'failed');
-      throw err;
     }
+  } catch (err) {
+    // What a verify found is remembered in the catalog; a fault of the moment (S3 down) is not one.
+    if (err instanceof BackupFault) await s.catalog.recordVerify(req.backupId, err.fault);
+    throw err;
+  }
+  if (!cp.verified) {
     await s.catalog.recordVerify(req.backupId, 'ok');
     cp.verified = true;
     await s.checkpoint.set(cp);
   }
+  const { objects } = b.manifest;
+  const total = objects.length;
   const counts = {
     restoredTables: objects.filter((o) => o.kind === 'table').length,
     restoredCollections: objects.filter((o) => o.kind === 'collection').length,

@@ -71,15 +71,13 @@ export async function fillTenant(t: TenantHandle, rows = 300): Promise<void> {
       re: new BSONRegExp('^tr.*k$', 'i'),
     })),
   );
-  await t.mongo
-    .collection('audit_log')
-    .insertMany(
-      Array.from({ length: 20 }, (_, i) => ({
-        userId: i + 1,
-        action: 'login',
-        at: new Date(Date.UTC(2026, 3, 1, i)),
-      })),
-    );
+  await t.mongo.collection('audit_log').insertMany(
+    Array.from({ length: 20 }, (_, i) => ({
+      userId: i + 1,
+      action: 'login',
+      at: new Date(Date.UTC(2026, 3, 1, i)),
+    })),
+  );
   await t.mongo.createCollection('profiles', {
     validator: { $jsonSchema: { bsonType: 'object', required: ['userId'] } },
   });
