@@ -1,24 +1,10 @@
 /** The operator's CLI, run as a user runs it (bin/dbfleet), against the real services. */
-import { execFile } from 'node:child_process';
 import { createServer } from 'node:net';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { expect, vi } from 'vitest';
-import type { Env } from '../src/config/env.ts';
 import { dropTenantData, tenantStores } from '../src/control/provision.ts';
 import type { FleetDeps } from '../src/runtime/deps.ts';
-import { ROOT, test as base, uniqueId } from './support/fixtures.ts';
-
-const run = promisify(execFile);
-
-/** bin/dbfleet with the test's prefix; rejects with { code, stdout, stderr } on a non-zero exit. */
-const cliFor =
-  (env: Env, vars: Record<string, string> = {}) =>
-  (...args: string[]) =>
-    run(path.join(ROOT, 'bin/dbfleet'), args, {
-      env: { ...process.env, DBFLEET_PREFIX: env.DBFLEET_PREFIX, DBFLEET_LOG_LEVEL: 'warn', ...vars },
-      timeout: 60_000,
-    });
+import { cliFor } from './support/cli.ts';
+import { test as base, uniqueId } from './support/fixtures.ts';
 
 /** `cliTenant`: an id for a tenant the test adds through the CLI, dropped after it whatever happened. */
 const test = base.extend<{ cliTenant: string }>({

@@ -13,6 +13,7 @@ import { isJobName, jobNames, type JobName } from '../../queues/index.ts';
 import { JOB_STATES, type JobState } from '../board/job-states.ts';
 import { closeDeps } from '../runtime/deps.ts';
 import { bootstrap, onShutdownSignal, withClient, withDeps } from './bootstrap.ts';
+import { registerBackupCommands } from './backup-commands.ts';
 import { registerMigrate } from './migrate-command.ts';
 
 const int = (v: string) => {
@@ -245,6 +246,7 @@ for (const action of ['retry', 'remove'] as const) {
 }
 
 registerMigrate(program, int);
+registerBackupCommands(program, int);
 
 const demo = program.command('demo').description('the demo music-streaming app');
 demo
