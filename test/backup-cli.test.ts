@@ -36,7 +36,7 @@ test('back up, list, show, verify, restore into a new tenant, drop what was repl
     key: 'test-1',
   });
   expect(shown.manifest.objects).toContainEqual(
-    expect.objectContaining({ name: 'postgres/users', records: 40 }),
+    expect.objectContaining({ name: 'postgres/tables/users', records: 40 }),
   );
   expect(await json('backups', 'verify', backup.backupId)).toEqual({
     backup: backup.backupId,
@@ -46,7 +46,7 @@ test('back up, list, show, verify, restore into a new tenant, drop what was repl
   expect(await json('backups', 'verify', backup.backupId, '--deep')).toMatchObject({ verified: 'deep' });
 
   // A flipped byte: a quick verify cannot see it (sizes match), a deep one names it and exits 1.
-  const file = path.join(tmp, 'backups', tenant.id, backup.backupId, 'mongo/sessions.bson');
+  const file = path.join(tmp, 'backups', tenant.id, backup.backupId, 'mongo/collections/sessions.bson');
   const original = await readFile(file);
   const flipped = Buffer.from(original);
   flipped[flipped.length - 3] = flipped[flipped.length - 3]! ^ 0x80;

@@ -227,7 +227,7 @@ test('the decoder refuses an edited manifest, a changed, cut or reordered object
     }),
   ).toContain('postgres/tables/users.copy');
   // An object gone.
-  await refused('object_missing', (f) => rm(path.join(f, 'mongo/sessions.bson')));
+  await refused('object_missing', (f) => rm(path.join(f, 'mongo/collections/sessions.bson')));
   // Checksums made to agree: a stream cut after a whole chunk, and two chunks swapped.
   expect(
     await refused('truncated', (f) =>

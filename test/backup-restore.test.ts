@@ -190,7 +190,7 @@ test('a damaged, incomplete, foreign or wrongly keyed backup is refused before a
     async (dir) => {
       const file = path.join(dir, 'manifest.json');
       const m = JSON.parse(await readFile(file, 'utf8'));
-      m.objects.find((o: { name: string }) => o.name === 'postgres/users').records += 1;
+      m.objects.find((o: { name: string }) => o.name === 'postgres/tables/users').records += 1;
       await writeFile(file, JSON.stringify(m));
     },
     /\[manifest_tampered\]/,

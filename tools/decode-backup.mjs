@@ -268,9 +268,10 @@ function describeObjects(m) {
     let item;
     if (o.kind === 'postgres-schema' && o.name === 'postgres/schema') item = { ...o };
     else if (o.kind === 'mongo-shapes' && o.name === 'mongo/collections') item = { ...o };
-    else if (o.kind === 'table' && o.name.startsWith('postgres/')) item = { ...o, table: o.name.slice(9) };
-    else if (o.kind === 'collection' && o.name.startsWith('mongo/'))
-      item = { ...o, collection: o.name.slice(6) };
+    else if (o.kind === 'table' && o.name.startsWith('postgres/tables/'))
+      item = { ...o, table: o.name.slice('postgres/tables/'.length) };
+    else if (o.kind === 'collection' && o.name.startsWith('mongo/collections/'))
+      item = { ...o, collection: o.name.slice('mongo/collections/'.length) };
     else
       throw new Refused('manifest_unreadable', `object ${o.key}: kind ${o.kind} does not go with its name`);
     // Table names are identifiers in this format (dbfleet quotes nothing else); collections may be

@@ -43,7 +43,7 @@ import {
   type ManifestBody,
   type ManifestObject,
 } from './manifest.ts';
-import { documentsOut, readMongoShapes } from './mongo-data.ts';
+import { documentsOut, readMongoShapes, shapesToText } from './mongo-data.ts';
 import { writeObject, type Compression } from './object-codec.ts';
 import { copyTableOut } from './postgres-data.ts';
 import { readPostgresSchema } from './postgres-schema.ts';
@@ -196,8 +196,8 @@ export async function backupTenant(req: BackupRequest, s: BackupServices): Promi
     // Keys in the manifest are relative to it, so a backup copied elsewhere still reads.
     return { ...info, key: file.file, kind, records: records() };
   };
-  const putJson = (file: { name: string; file: string }, kind: ManifestObject['kind'], value: unknown) =>
-    put(file, kind, Readable.from([Buffer.from(JSON.stringify(value))]), 0, () => 0);
+  const putText = (file: { name: string; file: string }, kind: ManifestObject['kind'], text: string) =>
+    put(file, kind, Readable.from([Buffer.from(text)]), 0, () => 0);
 
   const backupMongo = async () => {
     const db = s.mongo;
@@ -205,12 +205,12 @@ export async function backupTenant(req: BackupRequest, s: BackupServices): Promi
     positions.mongoClusterTime = hello.$clusterTime?.clusterTime
       ? String(hello.$clusterTime.clusterTime)
       : null;
-    const shapes = (await readMongoShapes(db)).filter((c) => isBackedUp(c.name));
+    const shapes = await readMongoShapes(db, isBackedUp);
     migrations.mongo = await mongoMigrationVersion(
       db,
       shapes.some((c) => c.name === '_dbfleet_migrations'),
     );
-    await stored(await putJson(MONGO_SHAPES_OBJECT, 'mongo-shapes', shapes), 'mongo');
+    await stored(await putText(MONGO_SHAPES_OBJECT, 'mongo-shapes', shapesToText(shapes)), 'mongo');
     const present = new Set(shapes.map((c) => collectionObject(c.name).name));
     const done = new Map(cp.collections.filter((o) => present.has(o.name)).map((o) => [o.name, o]));
     for (const o of done.values()) await stored(o, 'mongo');
@@ -235,7 +235,10 @@ export async function backupTenant(req: BackupRequest, s: BackupServices): Promi
           positions.postgresLsn = snapshot.lsn;
           const script = await readPostgresSchema(leader, s.postgres.schema, isBackedUp);
           migrations.postgres = await postgresMigrationVersion(leader, script.tables);
-          await stored(await putJson(POSTGRES_SCHEMA_OBJECT, 'postgres-schema', script), 'postgres');
+          await stored(
+            await putText(POSTGRES_SCHEMA_OBJECT, 'postgres-schema', JSON.stringify(script)),
+            'postgres',
+          );
           const sizes = await tableSizes(leader, s.postgres.schema);
           // Largest first, so that the lanes finish together.
           const tables = script.tables

@@ -2,14 +2,15 @@
  * Where a backup's objects live and what they are called, and which of a tenant's tables and
  * collections a backup holds. Everything of one backup is under `backups/<tenant>/<backup id>/`:
  *
- *   postgres/schema.json          the schema's structure (postgres-schema.ts), sealed like the data
- *   postgres/tables/<table>.copy  each table's rows as COPY text
- *   mongo/collections.json        each collection's options and indexes
- *   mongo/<collection>.bson       each collection's documents as concatenated BSON
- *   manifest.json                 written last: the commit marker (manifest.ts)
+ *   postgres/schema.json                the schema's structure (postgres-schema.ts), sealed like the data
+ *   postgres/tables/<table>.copy        each table's rows as COPY text
+ *   mongo/collections.json              each collection's options and indexes (canonical Extended JSON)
+ *   mongo/collections/<collection>.bson each collection's documents as concatenated BSON
+ *   manifest.json                       written last: the commit marker (manifest.ts)
  *
  * Object names inside the backup (what the sealing key is bound to) are these paths without the
- * backup's prefix and extension, e.g. `postgres/users`.
+ * extension, e.g. `postgres/tables/users`: no table or collection name can collide with another
+ * object's.
  */
 import { createHash } from 'node:crypto';
 import { isReservedName } from '../../queues/fields.ts';
@@ -26,11 +27,16 @@ export const POSTGRES_SCHEMA_OBJECT = { name: 'postgres/schema', file: 'postgres
 export const MONGO_SHAPES_OBJECT = { name: 'mongo/collections', file: 'mongo/collections.json' };
 
 export function tableObject(table: string): { name: string; file: string } {
-  return { name: `postgres/${table}`, file: `postgres/tables/${table}.copy` };
+  return { name: `postgres/tables/${table}`, file: `postgres/tables/${table}.copy` };
+}
+
+/** The table or collection an object of kind table or collection holds, from its name. */
+export function memberOf(objectName: string): string {
+  return objectName.slice(objectName.lastIndexOf('/') + 1);
 }
 
 export function collectionObject(collection: string): { name: string; file: string } {
-  return { name: `mongo/${collection}`, file: `mongo/${collection}.bson` };
+  return { name: `mongo/collections/${collection}`, file: `mongo/collections/${collection}.bson` };
 }
 
 /**

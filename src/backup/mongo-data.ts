@@ -4,48 +4,62 @@
  * stored; and each collection's options and indexes, recreated after its documents are in.
  */
 import { Readable, Transform, type TransformCallback } from 'node:stream';
-import { BSON, type Db, type Document, type IndexDescriptionInfo } from 'mongodb';
+import { BSON, type Db, type Document, type IndexDescription } from 'mongodb';
+import { PermanentError } from '../errors.ts';
 
 export interface CollectionShape {
   name: string;
   /** createCollection options as listCollections reports them (validator applied with collMod). */
   options: Document;
-  /** Index specifications, the _id index left out. */
-  indexes: {
-    key: Document;
-    name: string;
-    unique?: boolean;
-    sparse?: boolean;
-    partialFilterExpression?: Document;
-    expireAfterSeconds?: number;
-  }[];
+  /**
+   * Index specifications as listIndexes reports them (every option kept: collation, text weights,
+   * hidden, ...), without the _id index, the index version and the namespace.
+   */
+  indexes: (Document & { key: Document; name: string })[];
 }
 
-/** The collections of `db`, with their options and indexes (system collections left out). */
-export async function readMongoShapes(db: Db): Promise<CollectionShape[]> {
-  const collections = await db.listCollections({ type: 'collection' }).toArray();
+/**
+ * The collections of `db` that `include` accepts, with their options and indexes (system collections
+ * left out). Views and time-series collections are refused, not silently skipped: a backup does not
+ * cover them yet.
+ */
+export async function readMongoShapes(
+  db: Db,
+  include: (name: string) => boolean = () => true,
+): Promise<CollectionShape[]> {
+  const collections = (await db.listCollections().toArray()).filter(
+    (c) => !c.name.startsWith('system.') && include(c.name),
+  );
+  const uncovered = collections.filter((c) => c.type !== undefined && c.type !== 'collection');
+  if (uncovered.length > 0)
+    throw new PermanentError(
+      'unsupported_collection',
+      `database ${db.databaseName} holds what backups do not cover yet: ${uncovered.map((c) => `${c.type} ${c.name}`).join(', ')}`,
+    );
   const shapes: CollectionShape[] = [];
   for (const c of collections.sort((a, b) => a.name.localeCompare(b.name))) {
-    if (c.name.startsWith('system.')) continue;
-    const indexes = (await db.collection(c.name).listIndexes().toArray()) as IndexDescriptionInfo[];
+    const indexes = (await db.collection(c.name).listIndexes().toArray()) as (Document & {
+      key: Document;
+      name: string;
+    })[];
     shapes.push({
       name: c.name,
       options: ('options' in c ? c.options : undefined) ?? {},
       indexes: indexes
         .filter((i) => i.name !== '_id_')
-        .map((i) => ({
-          key: i.key as Document,
-          name: i.name!,
-          ...(i.unique ? { unique: true } : {}),
-          ...(i.sparse ? { sparse: true } : {}),
-          ...(i.partialFilterExpression
-            ? { partialFilterExpression: i.partialFilterExpression as Document }
-            : {}),
-          ...(i.expireAfterSeconds !== undefined ? { expireAfterSeconds: i.expireAfterSeconds } : {}),
-        })),
+        .map(({ v: _v, ns: _ns, ...spec }) => spec as CollectionShape['indexes'][number]),
     });
   }
   return shapes;
+}
+
+/** Shapes as stored in a backup: canonical Extended JSON, so BSON values in options keep their types. */
+export function shapesToText(shapes: CollectionShape[]): string {
+  return BSON.EJSON.stringify(shapes, { relaxed: false });
+}
+
+export function shapesFromText(text: string): CollectionShape[] {
+  return BSON.EJSON.parse(text, { relaxed: false }) as CollectionShape[];
 }
 
 /** The collection's documents as concatenated raw BSON, in _id order. */
@@ -112,6 +126,6 @@ export async function loadCollection(db: Db, shape: CollectionShape, source: Rea
     await collection.insertMany(batch, { ordered: true, bypassDocumentValidation: true });
     count += batch.length;
   }
-  if (shape.indexes.length) await collection.createIndexes(shape.indexes);
+  if (shape.indexes.length) await collection.createIndexes(shape.indexes as IndexDescription[]);
   return count;
 }

@@ -69,35 +69,6 @@ export async function readPostgresSchema(
      WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r' ORDER BY c.relname`,
     [schema],
   );
-  const columns = await client.query<{
-    table: string;
-    name: string;
-    type: string;
-    notnull: boolean;
-    def: string | null;
-    identity: string;
-    generated: string;
-  }>(
-    `SELECT c.relname AS table, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-            a.attnotnull AS notnull, pg_get_expr(d.adbin, d.adrelid) AS def,
-            a.attidentity AS identity, a.attgenerated AS generated
-     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-     WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
-     ORDER BY c.relname, a.attnum`,
-    [schema],
-  );
-  const byTable = new Map<string, string[]>();
-  for (const col of columns.rows) {
-    let line = `${quoteIdent(col.name)} ${col.type}`;
-    if (col.generated === 's') line += ` GENERATED ALWAYS AS (${col.def}) STORED`;
-    else if (col.identity) line += ` GENERATED ${col.identity === 'a' ? 'ALWAYS' : 'BY DEFAULT'} AS IDENTITY`;
-    else if (col.def !== null) line += ` DEFAULT ${col.def}`;
-    if (col.notnull && !col.identity) line += ' NOT NULL';
-    const list = byTable.get(col.table) ?? [];
-    list.push(line);
-    byTable.set(col.table, list);
-  }
   const sequences = await client.query<{
     name: string;
     identity: boolean;
@@ -110,12 +81,13 @@ export async function readPostgresSchema(
     cycle: boolean;
     owned_by: string | null;
     owner_table: string | null;
+    owner_column: string | null;
   }>(
     `SELECT s.relname AS name, d.deptype = 'i' AS identity, format_type(q.seqtypid, NULL) AS type,
             q.seqstart AS start, q.seqincrement AS increment, q.seqmin AS min, q.seqmax AS max,
             q.seqcache AS cache, q.seqcycle AS cycle,
             CASE WHEN d.deptype = 'a' THEN quote_ident(t.relname) || '.' || quote_ident(a.attname) END AS owned_by,
-            t.relname AS owner_table
+            t.relname AS owner_table, a.attname AS owner_column
      FROM pg_class s JOIN pg_sequence q ON q.seqrelid = s.oid
      LEFT JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
      LEFT JOIN pg_class t ON t.oid = d.refobjid
@@ -123,6 +95,56 @@ export async function readPostgresSchema(
      WHERE s.relnamespace = $1::regnamespace AND s.relkind = 'S' ORDER BY s.relname`,
     [schema],
   );
+  // An identity column is recreated with its own sequence's name and settings.
+  const identityOf = new Map(
+    sequences.rows
+      .filter((q) => q.identity)
+      .map((q) => [
+        `${q.owner_table}.${q.owner_column}`,
+        ` (SEQUENCE NAME ${quoteIdent(q.name)} INCREMENT BY ${q.increment} MINVALUE ${q.min} MAXVALUE ${q.max} ` +
+          `START WITH ${q.start} CACHE ${q.cache}${q.cycle ? ' CYCLE' : ' NO CYCLE'})`,
+      ]),
+  );
+  const columns = await client.query<{
+    table: string;
+    name: string;
+    type: string;
+    notnull: boolean;
+    def: string | null;
+    identity: string;
+    generated: string;
+    collation: string | null;
+  }>(
+    `SELECT c.relname AS table, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+            a.attnotnull AS notnull, pg_get_expr(d.adbin, d.adrelid) AS def,
+            a.attidentity AS identity, a.attgenerated AS generated,
+            -- A collation other than the type's default, schema-qualified unless it is built in.
+            CASE WHEN a.attcollation <> 0 AND a.attcollation <> ty.typcollation THEN
+              CASE WHEN co.collnamespace = 'pg_catalog'::regnamespace THEN quote_ident(co.collname)
+                   ELSE quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END
+            END AS collation
+     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+     JOIN pg_type ty ON ty.oid = a.atttypid
+     LEFT JOIN pg_collation co ON co.oid = a.attcollation
+     LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+     ORDER BY c.relname, a.attnum`,
+    [schema],
+  );
+  const byTable = new Map<string, string[]>();
+  for (const col of columns.rows) {
+    let line = `${quoteIdent(col.name)} ${col.type}`;
+    if (col.collation) line += ` COLLATE ${col.collation}`;
+    if (col.generated === 's') line += ` GENERATED ALWAYS AS (${col.def}) STORED`;
+    else if (col.identity)
+      line += ` GENERATED ${col.identity === 'a' ? 'ALWAYS' : 'BY DEFAULT'} AS IDENTITY${identityOf.get(`${col.table}.${col.name}`) ?? ''}`;
+    else if (col.def !== null) line += ` DEFAULT ${col.def}`;
+    if (col.notnull && !col.identity) line += ' NOT NULL';
+    const list = byTable.get(col.table) ?? [];
+    list.push(line);
+    byTable.set(col.table, list);
+  }
   const states: SequenceState[] = [];
   for (const s of sequences.rows) {
     if (s.owner_table !== null && !include(s.owner_table)) continue;

@@ -26,9 +26,9 @@ import type { BackupCatalog } from './catalog.ts';
 import { BackupFault } from './fault.ts';
 import type { KeyProvider } from './keys.ts';
 import { runLanes } from './lanes.ts';
-import { isBackedUp, replacedName, restoreStagingName, runTag } from './layout.ts';
+import { isBackedUp, memberOf, replacedName, restoreStagingName, runTag } from './layout.ts';
 import type { ManifestObject } from './manifest.ts';
-import { loadCollection, type CollectionShape } from './mongo-data.ts';
+import { loadCollection, shapesFromText } from './mongo-data.ts';
 import { copyTableIn } from './postgres-data.ts';
 import {
   applyPostgresConstraints,
@@ -40,7 +40,7 @@ import {
   BackupVerifyError,
   openBackup,
   openObject,
-  readJsonObject,
+  readTextObject,
   verifyDeep,
   type OpenedBackup,
 } from './verify.ts';
@@ -115,8 +115,8 @@ interface RestoreCheckpoint {
 const PROGRESS = '_dbfleet_restore_progress';
 const SWAP_MARKERS = '_dbfleet_restores';
 
-const tableOf = (o: ManifestObject) => o.name.slice('postgres/'.length);
-const collectionOf = (o: ManifestObject) => o.name.slice('mongo/'.length);
+const tableOf = (o: ManifestObject) => memberOf(o.name);
+const collectionOf = (o: ManifestObject) => memberOf(o.name);
 
 export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Promise<RestoreOutcome> {
   const cp: RestoreCheckpoint = (await s.checkpoint.get<RestoreCheckpoint>()) ?? {
@@ -260,7 +260,7 @@ async function stagePostgres(
 ): Promise<void> {
   const schemaObject = b.manifest.objects.find((o) => o.kind === 'postgres-schema');
   if (!schemaObject) return;
-  const script = await readJsonObject<PostgresSchemaScript>(b, schemaObject);
+  const script = JSON.parse(await readTextObject(b, schemaObject)) as PostgresSchemaScript;
   const q = quoteIdent(staging);
   await leader.query(`CREATE SCHEMA IF NOT EXISTS ${q}`);
   await leader.query(`CREATE TABLE IF NOT EXISTS ${q}.${PROGRESS} (step text PRIMARY KEY)`);
@@ -316,7 +316,7 @@ async function stageMongo(
   const shapesObject = b.manifest.objects.find((o) => o.kind === 'mongo-shapes');
   if (!shapesObject) return;
   const shapes = new Map(
-    (await readJsonObject<CollectionShape[]>(b, shapesObject)).map((shape) => [shape.name, shape]),
+    shapesFromText(await readTextObject(b, shapesObject)).map((shape) => [shape.name, shape]),
   );
   const db = s.target.mongo;
   const todo = b.manifest.objects.filter(

@@ -14,7 +14,7 @@ import { backupPrefix, manifestKey } from './layout.ts';
 import { readManifest, type ManifestBody, type ManifestObject } from './manifest.ts';
 import { ObjectIntegrityError, readObject } from './object-codec.ts';
 
-export type VerifyFault = 'manifest_missing' | 'object_missing' | 'record_count';
+export type VerifyFault = 'manifest_missing' | 'object_missing' | 'record_count' | 'plain_size';
 
 export class BackupVerifyError extends BackupFault<VerifyFault> {}
 
@@ -54,10 +54,11 @@ export function openObject(b: OpenedBackup, o: ManifestObject): Promise<Readable
   return readObject(b.store, { ...o, key: b.prefix + o.key }, b.dataKey);
 }
 
-export async function readJsonObject<T>(b: OpenedBackup, o: ManifestObject): Promise<T> {
+/** A small object's whole text (the schema, the collections' shapes). */
+export async function readTextObject(b: OpenedBackup, o: ManifestObject): Promise<string> {
   const parts: Buffer[] = [];
   for await (const chunk of await openObject(b, o)) parts.push(chunk as Buffer);
-  return JSON.parse(Buffer.concat(parts).toString('utf8')) as T;
+  return Buffer.concat(parts).toString('utf8');
 }
 
 /** Checks that every object is stored with its manifest size. */
@@ -74,13 +75,15 @@ export async function verifyQuick(b: OpenedBackup): Promise<void> {
 }
 
 /** Counts COPY text rows (one line each: COPY escapes newlines in values) or BSON documents. */
-function recordCounter(kind: ManifestObject['kind']): Transform & { count(): number } {
+function recordCounter(kind: ManifestObject['kind']): Transform & { count(): number; bytes(): number } {
   let count = 0;
+  let bytes = 0;
   let skip = 0; // BSON: bytes left of the current document
   const head = Buffer.alloc(4); // BSON: the next document's length, which may span chunks
   let headBytes = 0;
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
+      bytes += chunk.length;
       if (kind === 'table') {
         for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) count++;
       } else if (kind === 'collection') {
@@ -109,8 +112,9 @@ function recordCounter(kind: ManifestObject['kind']): Transform & { count(): num
     flush(callback) {
       callback(skip > 0 || headBytes > 0 ? new Error('the BSON stream ends inside a document') : null);
     },
-  }) as Transform & { count(): number };
+  }) as Transform & { count(): number; bytes(): number };
   counter.count = () => count;
+  counter.bytes = () => bytes;
   return counter;
 }
 
@@ -127,6 +131,11 @@ export async function verifyDeep(
       throw new BackupVerifyError(
         'record_count',
         `backup ${b.manifest.backupId}: object ${o.key} holds ${counter.count()} records, the manifest says ${o.records}`,
+      );
+    if (counter.bytes() !== o.plainBytes)
+      throw new BackupVerifyError(
+        'plain_size',
+        `backup ${b.manifest.backupId}: object ${o.key} decodes to ${counter.bytes()} bytes, the manifest says ${o.plainBytes}`,
       );
     await onObject?.(o);
   }

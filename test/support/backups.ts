@@ -36,11 +36,13 @@ export async function fillTenant(t: TenantHandle, rows = 300): Promise<void> {
         SELECT 'note ' || i || E'\\ttab\\nnewline\\\\back ü', ARRAY['a', NULL, 'c"q'], jsonb_build_object('i', i, 'n', NULL),
           i / 3.0, timestamptz '2026-05-01 00:00:00+00', decode('00ff' || lpad(to_hex(i), 4, '0'), 'hex'), 1 + i % ${rows}
         FROM generate_series(1, ${rows}) i;
-      CREATE TABLE events (
-        id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        kind text NOT NULL DEFAULT 'k',
+      CREATE TABLE events_old (
+        id integer GENERATED ALWAYS AS IDENTITY (START WITH 100 INCREMENT BY 10) PRIMARY KEY,
+        kind text COLLATE "C" NOT NULL DEFAULT 'k',
         total integer GENERATED ALWAYS AS (id * 2) STORED
       );
+      -- Renamed: its identity sequence keeps the old table's name.
+      ALTER TABLE events_old RENAME TO events;
       INSERT INTO events (kind) SELECT 'e' || i FROM generate_series(1, 50) i;
       CREATE SEQUENCE invoice_numbers START 1000 INCREMENT 5;
       SELECT nextval('invoice_numbers'), nextval('invoice_numbers');
@@ -140,7 +142,7 @@ export async function fingerprint(t: TenantHandle): Promise<unknown> {
     return {
       columns:
         await q(`SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull,
-                          pg_get_expr(d.adbin, d.adrelid) AS def, a.attidentity, a.attgenerated
+                          pg_get_expr(d.adbin, d.adrelid) AS def, a.attidentity, a.attgenerated, a.attcollation::regcollation::text AS collation
                         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
                         LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
                         WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
