@@ -8,8 +8,10 @@ import { BackupCatalog } from '../src/backup/catalog.ts';
 import { readText } from '../src/backup/backup-tenant.ts';
 import { RestoreRecords } from '../src/backup/restore-records.ts';
 import { migrateTenant } from '../src/migrations/migrator.ts';
+import { withPostgresTenantLock } from '../src/migrations/tenant-locks.ts';
+import { withPoolClient } from '../src/stores/postgres.ts';
 import { digests, fillTenant, fingerprint } from './support/backups.ts';
-import { test } from './support/fixtures.ts';
+import { eventually, test } from './support/fixtures.ts';
 
 test('a filled tenant backs up and restores into a new tenant exactly; sequences go on; others untouched', async ({
   deps,
@@ -326,4 +328,111 @@ test('another tenant is restored into only when new or empty, or on purpose; ver
     { state: 'complete', replaced_schema: replaced.replaced!.schema },
     { state: 'failed', error_code: 'target_not_empty' },
   ]);
+});
+
+test('master keys rotate: new backups use the current key, older ones still open with the key they name', async ({
+  deps,
+  tenant,
+  spareTenant,
+  client,
+  startWorker,
+}) => {
+  await fillTenant(tenant, 20);
+  startWorker();
+  const old = `old-1:${randomBytes(32).toString('base64')}`;
+  const current = `new-2:${randomBytes(32).toString('base64')}`;
+  const keys = deps.backupKeys;
+  try {
+    deps.backupKeys = new StaticKeyProvider(parseMasterKeys(old));
+    const before = await (
+      await client.enqueue('backup', { tenant: tenant.id })
+    ).waitForResult({ timeoutMs: 60_000 });
+    expect(before.keyId).toBe('old-1');
+    // Rotated: the new key first, the old one kept to read older backups.
+    deps.backupKeys = new StaticKeyProvider(parseMasterKeys(`${current},${old}`));
+    const after = await (
+      await client.enqueue('backup', { tenant: tenant.id })
+    ).waitForResult({ timeoutMs: 60_000 });
+    expect(after.keyId).toBe('new-2');
+    for (const b of [before, after]) {
+      const target = await spareTenant({ register: false });
+      await (
+        await client.enqueue('restore', { tenant: tenant.id, backupId: b.backupId, targetTenant: target.id })
+      ).waitForResult({ timeoutMs: 60_000 });
+      expect(await digests(target)).toEqual(await digests(tenant));
+    }
+    // The old key retired: backups made under it no longer open, and say which key they need.
+    deps.backupKeys = new StaticKeyProvider(parseMasterKeys(current));
+    const refused = await client.enqueue('restore', {
+      tenant: tenant.id,
+      backupId: before.backupId,
+      verifyOnly: true,
+    });
+    await expect(refused.waitForResult({ timeoutMs: 30_000 })).rejects.toThrow(
+      /\[unknown_key\] master key old-1 is not configured/,
+    );
+  } finally {
+    deps.backupKeys = keys;
+  }
+});
+
+test('a backup or a restore waits for a migration of the tenant to finish, and the other way round', async ({
+  deps,
+  tenant,
+  client,
+  startWorker,
+}) => {
+  await fillTenant(tenant, 20);
+  startWorker();
+  const pool = deps.postgres.pool(deps.tenants.locate(tenant.id).postgresUrl);
+  // A migration of the tenant holds its lock (as migrate does) for a while.
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let locked!: () => void;
+  const isLocked = new Promise<void>((resolve) => (locked = resolve));
+  const migration = withPoolClient(pool, (c) =>
+    withPostgresTenantLock(c, tenant.pg.schema, 'exclusive', 5_000, async () => {
+      locked();
+      await held;
+    }),
+  );
+  await isLocked;
+  const job = await client.enqueue('backup', { tenant: tenant.id });
+  const result = job.waitForResult({ timeoutMs: 60_000 });
+  await new Promise((r) => setTimeout(r, 1_500));
+  const catalog = new BackupCatalog(deps.control.pool, deps.prefix);
+  // Waiting for the lock: started, no table read yet.
+  expect((await catalog.list(tenant.id)).map((b) => b.state)).toEqual(['running']);
+  expect(
+    await client
+      .queue('backup')
+      .getJob(job.id)
+      .then((j) => (j?.progress as { phase?: string }).phase),
+  ).toBe('mongo');
+  release();
+  await migration;
+  const backup = await result;
+  expect((await catalog.get(backup.backupId))!.state).toBe('complete');
+
+  // A restore holds the lock exclusively: a migration run meanwhile waits, then goes on.
+  const restore = await client.enqueue('restore', { tenant: tenant.id, backupId: backup.backupId });
+  await eventually(
+    async () => {
+      const p = (await client.queue('restore').getJob(restore.id))?.progress as
+        { phase?: string } | undefined;
+      return p?.phase === 'postgres' || p?.phase === 'mongo' || p?.phase === 'swap';
+    },
+    30_000,
+    5,
+  );
+  // By the time the migration has the lock, the restore has swapped its data in.
+  const seenByMigration = await withPoolClient(pool, (c) =>
+    withPostgresTenantLock(c, tenant.pg.schema, 'exclusive', 60_000, async () => {
+      const staged = await c.query(`SELECT 1 FROM pg_namespace WHERE nspname LIKE '\\_dbfleet\\_r\\_%'`);
+      const [row] = await new RestoreRecords(deps.control.pool, deps.prefix).list(tenant.id);
+      return { staged: staged.rowCount, replaced: row?.replaced_schema };
+    }),
+  );
+  expect(seenByMigration).toEqual({ staged: 0, replaced: expect.stringMatching(/^_dbfleet_x_/) });
+  await restore.waitForResult({ timeoutMs: 60_000 });
 });
