@@ -167,7 +167,10 @@ export async function fingerprint(t: TenantHandle): Promise<unknown> {
     const info = (await t.mongo.listCollections({ name }).toArray())[0] as { options?: unknown };
     mongo[name] = {
       options: info.options,
-      indexes: (await t.mongo.collection(name).listIndexes().toArray()).map(({ ns: _ns, ...i }) => i),
+      indexes: (await t.mongo.collection(name).listIndexes().toArray())
+        .map(({ ns: _ns, ...i }) => i)
+        // Index order is the order they were built in, which a restore need not keep.
+        .sort((a, b) => String(a.name).localeCompare(String(b.name))),
     };
   }
   return { pg, mongo };
