@@ -436,3 +436,34 @@ test('a backup or a restore waits for a migration of the tenant to finish, and t
   expect(seenByMigration).toEqual({ staged: 0, replaced: expect.stringMatching(/^_dbfleet_x_/) });
   await restore.waitForResult({ timeoutMs: 60_000 });
 });
+
+test('a backup of one store restores that store and leaves the other as it is', async ({
+  tenant,
+  client,
+  startWorker,
+}) => {
+  await fillTenant(tenant, 20);
+  startWorker();
+  const backup = await (
+    await client.enqueue('backup', { tenant: tenant.id, stores: ['postgres'] })
+  ).waitForResult({ timeoutMs: 60_000 });
+  expect(backup).toMatchObject({ collections: 0, tables: 8 });
+  const atBackup = await digests(tenant);
+  await tenant.pg.withClient((c) => c.query('DELETE FROM consent'));
+  await tenant.mongo.collection('sessions').deleteMany({ userId: { $gt: 10 } });
+  const mongoNow = Object.fromEntries(
+    Object.entries(await digests(tenant)).filter(([k]) => k.startsWith('mongo/')),
+  );
+  const restored = await (
+    await client.enqueue('restore', { tenant: tenant.id, backupId: backup.backupId })
+  ).waitForResult({ timeoutMs: 60_000 });
+  expect(restored).toMatchObject({
+    restoredTables: 8,
+    restoredCollections: 0,
+    replaced: { collections: null },
+  });
+  expect(await digests(tenant)).toEqual({
+    ...Object.fromEntries(Object.entries(atBackup).filter(([k]) => k.startsWith('postgres/'))),
+    ...mongoNow,
+  });
+});

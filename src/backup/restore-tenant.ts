@@ -170,6 +170,10 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
   await s.records.start({ runId: req.runId, backupId: req.backupId, source: req.source, target: req.target });
   const staging = restoreStagingName(req.runId);
   const replaced = replacedName(req.runId);
+  const stores = {
+    postgres: objects.some((o) => o.kind === 'postgres-schema'),
+    mongo: objects.some((o) => o.kind === 'mongo-shapes'),
+  };
   const markers = s.target.mongo.collection<{ _id: string; phase: string }>(SWAP_MARKERS);
   const tag = runTag(req.runId);
 
@@ -179,7 +183,8 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
         const swapping = (await markers.findOne({ _id: tag }))?.phase === 'swapping';
         let erasures = 0;
         if (!swapping) {
-          if (req.source !== req.target && !req.replace) await refuseNonEmptyTarget(leader, s, req.target);
+          if (req.source !== req.target && !req.replace)
+            await refuseNonEmptyTarget(leader, s, req.target, stores);
           await stagePostgres(b, s, leader, staging);
           await stageMongo(b, s, cp, staging);
           erasures = await s.reapplyErasures({
@@ -192,7 +197,10 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
         }
         await s.progress({ phase: 'swap', objects: total, objectsTotal: total, records: counts.records });
         const replacedSchema = await swapPostgres(leader, s.target.schema, staging, replaced);
-        const replacedCollections = await swapMongo(s.target.mongo, b, staging, replaced);
+        // A backup of one store restores that store only: the other is left as it is.
+        const replacedCollections = stores.mongo
+          ? await swapMongo(s.target.mongo, b, staging, replaced)
+          : null;
         await s.records.replacing(req.runId, { schema: replacedSchema, collections: replacedCollections });
         await markers.deleteOne({ _id: tag });
         return {
@@ -218,6 +226,7 @@ async function refuseNonEmptyTarget(
   client: pg.PoolClient,
   s: RestoreServices,
   target: string,
+  stores: { postgres: boolean; mongo: boolean },
 ): Promise<void> {
   const held: string[] = [];
   const { rows } = await client.query<{ name: string; rows: boolean }>(
@@ -225,7 +234,7 @@ async function refuseNonEmptyTarget(
      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`,
     [s.target.schema],
   );
-  for (const r of rows) {
+  for (const r of stores.postgres ? rows : []) {
     if (!isBackedUp(r.name)) continue;
     if (r.name === '_dbfleet_migrations') {
       const n = await client.query(
@@ -235,7 +244,10 @@ async function refuseNonEmptyTarget(
     }
     held.push(`table ${r.name}`);
   }
-  for (const c of await s.target.mongo.listCollections({}, { nameOnly: true }).toArray()) {
+  const collections = stores.mongo
+    ? await s.target.mongo.listCollections({}, { nameOnly: true }).toArray()
+    : [];
+  for (const c of collections) {
     if (!isBackedUp(c.name)) continue;
     if (
       c.name === '_dbfleet_migrations' &&
