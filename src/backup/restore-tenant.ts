@@ -62,7 +62,10 @@ export interface RestoreProgress {
   phase: 'verify' | 'postgres' | 'mongo' | 'swap';
   objects: number;
   objectsTotal: number;
+  /** Rows or documents loaded so far (0 while verifying). */
   records: number;
+  /** Stored bytes read so far in this phase. */
+  bytes: number;
 }
 
 /** Where erased people are erased again, before the restored data is opened. */
@@ -129,9 +132,16 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
     b = await openBackup(s.store, req.source, req.backupId, s.keys, { allowUnsealed: req.allowUnencrypted });
     if (!cp.verified) {
       let checked = 0;
+      let read = 0;
       const total = b.manifest.objects.length;
-      await verifyDeep(b, () =>
-        s.progress({ phase: 'verify', objects: ++checked, objectsTotal: total, records: 0 }),
+      await verifyDeep(b, (o) =>
+        s.progress({
+          phase: 'verify',
+          objects: ++checked,
+          objectsTotal: total,
+          records: 0,
+          bytes: (read += o.storedBytes),
+        }),
       );
     }
   } catch (err) {
@@ -195,7 +205,13 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
           });
           await markers.updateOne({ _id: tag }, { $set: { phase: 'swapping' } }, { upsert: true });
         }
-        await s.progress({ phase: 'swap', objects: total, objectsTotal: total, records: counts.records });
+        await s.progress({
+          phase: 'swap',
+          objects: total,
+          objectsTotal: total,
+          records: counts.records,
+          bytes: 0,
+        });
         const replacedSchema = await swapPostgres(leader, s.target.schema, staging, replaced);
         // A backup of one store restores that store only: the other is left as it is.
         const replacedCollections = stores.mongo
@@ -291,6 +307,7 @@ async function stagePostgres(
     .sort((x, y) => y.storedBytes - x.storedBytes);
   let staged = 0;
   let records = 0;
+  let bytes = 0;
   const objectsTotal = b.manifest.objects.length;
   await runLanes(tables, s.parallel, s.signal, (_lane, drain) =>
     withPoolClient(s.target.pool, (c) =>
@@ -308,7 +325,8 @@ async function stagePostgres(
           await mark(c, `table:${table}`);
         });
         records += o.records;
-        await s.progress({ phase: 'postgres', objects: ++staged, objectsTotal, records });
+        bytes += o.storedBytes;
+        await s.progress({ phase: 'postgres', objects: ++staged, objectsTotal, records, bytes });
       }),
     ),
   );
@@ -336,6 +354,7 @@ async function stageMongo(
   );
   let staged = 0;
   let records = 0;
+  let bytes = 0;
   const objectsTotal = b.manifest.objects.length;
   await runLanes(todo, s.parallel, s.signal, (_lane, drain) =>
     drain(async (o) => {
@@ -358,7 +377,8 @@ async function stageMongo(
       cp.collections.push(name);
       await s.checkpoint.set(cp);
       records += o.records;
-      await s.progress({ phase: 'mongo', objects: ++staged, objectsTotal, records });
+      bytes += o.storedBytes;
+      await s.progress({ phase: 'mongo', objects: ++staged, objectsTotal, records, bytes });
     }),
   );
 }
