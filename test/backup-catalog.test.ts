@@ -47,7 +47,8 @@ test('the catalog follows a backup from running to complete or failed, per deplo
   );
   expect(await incomplete()).toEqual(['b2', 'b3']);
   expect(await catalog.get('b3')).toMatchObject({ objects: 2, stored_bytes: '100' });
-  await catalog.recordVerify('b1', 'ok');
+  await catalog.recordVerify('other', 'b1', 'bad'); // another tenant's job: not this backup
+  await catalog.recordVerify('acme', 'b1', 'ok');
   expect(await catalog.get('b1')).toMatchObject({ verify_result: 'ok', verified_at: expect.any(Date) });
   await catalog.markDeleted('b2');
   expect(await incomplete()).toEqual(['b3']);

@@ -90,7 +90,7 @@ test('objects backups do not cover yet are refused by name, not left out', async
   await tenant.pg.withClient(async (c) => {
     await c.query('CREATE VIEW adults AS SELECT id FROM users WHERE birth_year < 2008');
     await expect(inTransaction(c, () => readPostgresSchema(c, tenant.pg.schema))).rejects.toThrow(
-      /holds objects backups do not cover yet: view adults/,
+      /holds what backups do not cover yet: view adults/,
     );
   });
 });

@@ -103,7 +103,6 @@ function canonicalJson(value) {
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const KINDS = ['table', 'collection', 'postgres-schema', 'mongo-shapes'];
 const COMPRESSIONS = ['zstd', 'gzip', 'none'];
 
@@ -253,15 +252,29 @@ function openManifest(m, masterKeys, allowUnsealed) {
 // ---------------------------------------------------------------------------------------------
 // Objects: where they are, what they hold
 
-/** A single path segment that is safe as a file name. */
-function safeSegment(name) {
-  return name.length > 0 && name !== '.' && name !== '..' && !/[/\\\0]/.test(name);
-}
-
 /**
  * What each object is, from its name and kind, checked against the layout (layout.ts): the files
  * written below are named from these, so a name that would leave its folder is refused.
  */
+/**
+ * A table's or collection's name from its object name: one path segment, every byte outside
+ * [A-Za-z0-9_-] percent-encoded (layout.ts). The segment, safe as it is, names the output file.
+ */
+function member(objectName, prefix, kind) {
+  const segment = objectName.slice(prefix.length);
+  let name;
+  try {
+    if (!/^[A-Za-z0-9_%-]+$/.test(segment)) throw new Error('not encoded');
+    name = decodeURIComponent(segment);
+  } catch {
+    throw new Refused(
+      'manifest_unreadable',
+      `object ${JSON.stringify(objectName)}: not a ${kind} name of this format`,
+    );
+  }
+  return { [kind]: name, file: segment };
+}
+
 function describeObjects(m) {
   const seen = new Set();
   return m.objects.map((o) => {
@@ -269,24 +282,11 @@ function describeObjects(m) {
     if (o.kind === 'postgres-schema' && o.name === 'postgres/schema') item = { ...o };
     else if (o.kind === 'mongo-shapes' && o.name === 'mongo/collections') item = { ...o };
     else if (o.kind === 'table' && o.name.startsWith('postgres/tables/'))
-      item = { ...o, table: o.name.slice('postgres/tables/'.length) };
+      item = { ...o, ...member(o.name, 'postgres/tables/', 'table') };
     else if (o.kind === 'collection' && o.name.startsWith('mongo/collections/'))
-      item = { ...o, collection: o.name.slice('mongo/collections/'.length) };
+      item = { ...o, ...member(o.name, 'mongo/collections/', 'collection') };
     else
       throw new Refused('manifest_unreadable', `object ${o.key}: kind ${o.kind} does not go with its name`);
-    // Table names are identifiers in this format (dbfleet quotes nothing else); collections may be
-    // any name MongoDB allows, written as mongodump escapes it, but never one that leaves its folder.
-    if (item.table !== undefined && !IDENTIFIER.test(item.table))
-      throw new Refused(
-        'manifest_unreadable',
-        `object ${JSON.stringify(o.name)}: not a table name of this format`,
-      );
-    const member = item.table ?? item.collection;
-    if (member !== undefined && !safeSegment(member))
-      throw new Refused(
-        'manifest_unreadable',
-        `object ${JSON.stringify(o.name)}: not a name this reader writes as a file`,
-      );
     const key = `${o.kind}:${o.name}`;
     if (seen.has(key)) throw new Refused('manifest_unreadable', `object ${o.name} is listed twice`);
     seen.add(key);
@@ -616,6 +616,8 @@ function checkSchemaScript(script) {
     script &&
     Array.isArray(script.tables) &&
     script.tables.every((t) => t && typeof t.name === 'string' && typeof t.create === 'string') &&
+    Array.isArray(script.defaults) &&
+    script.defaults.every((d) => typeof d === 'string') &&
     Array.isArray(script.sequences) &&
     script.sequences.every(
       (s) =>
@@ -650,13 +652,14 @@ function postgresFiles(script, tables, schema, m) {
     `SET search_path TO ${q};`,
     ...script.sequences.filter((s) => s.create).map((s) => `${s.create};`),
     ...script.tables.map((t) => `${t.create};`),
+    ...script.defaults.map((d) => `${d};`),
     '',
   ];
   const data = [
     origin,
     '-- The rows: COPY text, UTF-8, one file per table, loaded with psql from this folder.',
     "SET client_encoding TO 'UTF8';",
-    ...tables.map((t) => `\\copy ${q}.${quoteIdent(t)} FROM ${quoteLiteral(`${t}.copy`)}`),
+    ...tables.map((t) => `\\copy ${q}.${quoteIdent(t.table)} FROM ${quoteLiteral(`${t.file}.copy`)}`),
     '',
   ];
   const post = [
@@ -898,7 +901,7 @@ async function main() {
     const toFile = (x, file) =>
       o['verify-only'] ? decodeObject(from, x, dataKey, devNull()) : decodeToFile(from, x, dataKey, file);
     for (const t of tables) {
-      await toFile(t, target('postgres', `${t.table}.copy`));
+      await toFile(t, target('postgres', `${t.file}.copy`));
       log(`table ${t.table}: ${t.records} rows`);
     }
     const dbDir = target('mongo', database);
@@ -913,12 +916,7 @@ async function main() {
       return;
     }
     if (script) {
-      const files = postgresFiles(
-        script,
-        tables.map((t) => t.table),
-        schema,
-        m,
-      );
+      const files = postgresFiles(script, tables, schema, m);
       await mkdir(target('postgres'), { recursive: true });
       for (const [name, text] of Object.entries(files))
         await writeFile(target('postgres', name), text, { mode: 0o600 });

@@ -122,11 +122,15 @@ export class BackupCatalog {
     return rows;
   }
 
-  /** Records what a verify found (`ok`, or the fault's code). */
-  async recordVerify(backupId: string, result: string): Promise<void> {
+  /**
+   * Records what a verify found (`ok`, or the fault's code) on the tenant's backup of that id: a job
+   * naming another tenant with this id cannot mark this backup bad.
+   */
+  async recordVerify(tenant: string, backupId: string, result: string): Promise<void> {
     await this.#pool.query(
-      `UPDATE dbfleet.backups SET verified_at = now(), verify_result = $3 WHERE prefix = $1 AND backup_id = $2`,
-      [this.#prefix, backupId, result],
+      `UPDATE dbfleet.backups SET verified_at = now(), verify_result = $4
+       WHERE prefix = $1 AND backup_id = $2 AND tenant = $3`,
+      [this.#prefix, backupId, tenant, result],
     );
   }
 

@@ -26,17 +26,30 @@ export function manifestKey(tenant: string, backupId: string): string {
 export const POSTGRES_SCHEMA_OBJECT = { name: 'postgres/schema', file: 'postgres/schema.json' };
 export const MONGO_SHAPES_OBJECT = { name: 'mongo/collections', file: 'mongo/collections.json' };
 
+/**
+ * A table or collection name as one path segment: every byte outside [A-Za-z0-9_-] percent-encoded
+ * (its UTF-8), so `a/b`, `..` or `x.y` can neither leave the backup's folder nor meet another name.
+ */
+export function encodeName(name: string): string {
+  return Array.from(Buffer.from(name, 'utf8'), (byte) => {
+    const c = String.fromCharCode(byte);
+    return /[A-Za-z0-9_-]/.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }).join('');
+}
+
 export function tableObject(table: string): { name: string; file: string } {
-  return { name: `postgres/tables/${table}`, file: `postgres/tables/${table}.copy` };
+  const segment = encodeName(table);
+  return { name: `postgres/tables/${segment}`, file: `postgres/tables/${segment}.copy` };
 }
 
 /** The table or collection an object of kind table or collection holds, from its name. */
 export function memberOf(objectName: string): string {
-  return objectName.slice(objectName.lastIndexOf('/') + 1);
+  return decodeURIComponent(objectName.slice(objectName.lastIndexOf('/') + 1));
 }
 
 export function collectionObject(collection: string): { name: string; file: string } {
-  return { name: `mongo/collections/${collection}`, file: `mongo/collections/${collection}.bson` };
+  const segment = encodeName(collection);
+  return { name: `mongo/collections/${segment}`, file: `mongo/collections/${segment}.bson` };
 }
 
 /**

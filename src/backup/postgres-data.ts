@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { quoteIdent } from '../stores/identifiers.ts';
+import { quoteCatalogName, quoteIdent } from '../stores/identifiers.ts';
 
 export interface CopyOut {
   stream: Readable;
@@ -16,7 +16,7 @@ export interface CopyOut {
 
 /** The table's rows, in the snapshot of the caller's transaction. */
 export function copyTableOut(client: pg.PoolClient, schema: string, table: string): CopyOut {
-  const stream = client.query(copyTo(`COPY ${quoteIdent(schema)}.${quoteIdent(table)} TO STDOUT`));
+  const stream = client.query(copyTo(`COPY ${quoteIdent(schema)}.${quoteCatalogName(table)} TO STDOUT`));
   return { stream, rows: () => stream.rowCount };
 }
 
@@ -27,7 +27,7 @@ export async function copyTableIn(
   table: string,
   source: Readable,
 ): Promise<number> {
-  const sink = client.query(copyFrom(`COPY ${quoteIdent(schema)}.${quoteIdent(table)} FROM STDIN`));
+  const sink = client.query(copyFrom(`COPY ${quoteIdent(schema)}.${quoteCatalogName(table)} FROM STDIN`));
   await pipeline(source, sink);
   return sink.rowCount;
 }

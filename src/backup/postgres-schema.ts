@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { PermanentError } from '../errors.ts';
-import { quoteIdent } from '../stores/identifiers.ts';
+import { quoteCatalogName as name, quoteIdent } from '../stores/identifiers.ts';
 
 export interface SequenceState {
   name: string;
@@ -22,8 +22,10 @@ export interface SequenceState {
 }
 
 export interface PostgresSchemaScript {
-  /** CREATE TABLE statements, in an order where nothing references a table created later. */
+  /** CREATE TABLE statements, without column defaults (a default may name a sequence made later). */
   tables: { name: string; create: string }[];
+  /** ALTER TABLE ... ALTER COLUMN ... SET DEFAULT, once every table and sequence exists. */
+  defaults: string[];
   sequences: SequenceState[];
   /** ALTER TABLE ... ADD CONSTRAINT: primary keys, unique and check constraints, then foreign keys. */
   constraints: string[];
@@ -42,13 +44,24 @@ async function refuseUncovered(client: pg.PoolClient, schema: string): Promise<v
          AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c')
      UNION ALL SELECT 'trigger', tg.tgname FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
        WHERE c.relnamespace = $1::regnamespace AND NOT tg.tgisinternal
+     UNION ALL SELECT 'rule', r.rulename FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+       WHERE c.relnamespace = $1::regnamespace AND r.rulename <> '_RETURN'
+     UNION ALL SELECT 'inheritance', c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+       JOIN pg_class p ON p.oid = i.inhparent
+       WHERE c.relnamespace = $1::regnamespace OR p.relnamespace = $1::regnamespace
+     UNION ALL SELECT 'row level security', c.relname FROM pg_class c
+       WHERE c.relnamespace = $1::regnamespace
+         AND (c.relrowsecurity OR EXISTS (SELECT 1 FROM pg_policy pol WHERE pol.polrelid = c.oid))
+     UNION ALL SELECT 'foreign key to another schema', k.conname FROM pg_constraint k
+       JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid
+       WHERE c.relnamespace = $1::regnamespace AND k.contype = 'f' AND r.relnamespace <> c.relnamespace
      ORDER BY 1, 2`,
     [schema],
   );
   if (rows.length > 0)
     throw new PermanentError(
       'unsupported_schema_object',
-      `schema ${schema} holds objects backups do not cover yet: ${rows.map((r) => `${r.kind} ${r.name}`).join(', ')}`,
+      `schema ${schema} holds what backups do not cover yet: ${rows.map((r) => `${r.kind} ${r.name}`).join(', ')}`,
     );
 }
 
@@ -101,7 +114,7 @@ export async function readPostgresSchema(
       .filter((q) => q.identity)
       .map((q) => [
         `${q.owner_table}.${q.owner_column}`,
-        ` (SEQUENCE NAME ${quoteIdent(q.name)} INCREMENT BY ${q.increment} MINVALUE ${q.min} MAXVALUE ${q.max} ` +
+        ` (SEQUENCE NAME ${name(q.name)} INCREMENT BY ${q.increment} MINVALUE ${q.min} MAXVALUE ${q.max} ` +
           `START WITH ${q.start} CACHE ${q.cache}${q.cycle ? ' CYCLE' : ' NO CYCLE'})`,
       ]),
   );
@@ -133,13 +146,15 @@ export async function readPostgresSchema(
     [schema],
   );
   const byTable = new Map<string, string[]>();
+  const defaults: string[] = [];
   for (const col of columns.rows) {
-    let line = `${quoteIdent(col.name)} ${col.type}`;
+    let line = `${name(col.name)} ${col.type}`;
     if (col.collation) line += ` COLLATE ${col.collation}`;
     if (col.generated === 's') line += ` GENERATED ALWAYS AS (${col.def}) STORED`;
     else if (col.identity)
       line += ` GENERATED ${col.identity === 'a' ? 'ALWAYS' : 'BY DEFAULT'} AS IDENTITY${identityOf.get(`${col.table}.${col.name}`) ?? ''}`;
-    else if (col.def !== null) line += ` DEFAULT ${col.def}`;
+    else if (col.def !== null && include(col.table))
+      defaults.push(`ALTER TABLE ${name(col.table)} ALTER COLUMN ${name(col.name)} SET DEFAULT ${col.def}`);
     if (col.notnull && !col.identity) line += ' NOT NULL';
     const list = byTable.get(col.table) ?? [];
     list.push(line);
@@ -149,13 +164,13 @@ export async function readPostgresSchema(
   for (const s of sequences.rows) {
     if (s.owner_table !== null && !include(s.owner_table)) continue;
     const { rows } = await client.query<{ last_value: string; is_called: boolean }>(
-      `SELECT last_value::text, is_called FROM ${quoteIdent(schema)}.${quoteIdent(s.name)}`,
+      `SELECT last_value::text, is_called FROM ${quoteIdent(schema)}.${name(s.name)}`,
     );
     states.push({
       name: s.name,
       create: s.identity
         ? null
-        : `CREATE SEQUENCE ${quoteIdent(s.name)} AS ${s.type} INCREMENT BY ${s.increment} MINVALUE ${s.min} ` +
+        : `CREATE SEQUENCE ${name(s.name)} AS ${s.type} INCREMENT BY ${s.increment} MINVALUE ${s.min} ` +
           `MAXVALUE ${s.max} START WITH ${s.start} CACHE ${s.cache}${s.cycle ? ' CYCLE' : ''}`,
       lastValue: rows[0]!.last_value,
       isCalled: rows[0]!.is_called,
@@ -185,12 +200,13 @@ export async function readPostgresSchema(
       .filter((t) => include(t.name))
       .map((t) => ({
         name: t.name,
-        create: `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${quoteIdent(t.name)} (\n  ${(byTable.get(t.name) ?? []).join(',\n  ')}\n)`,
+        create: `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${name(t.name)} (\n  ${(byTable.get(t.name) ?? []).join(',\n  ')}\n)`,
       })),
+    defaults,
     sequences: states,
     constraints: constraints.rows
       .filter((k) => include(k.table))
-      .map((k) => `ALTER TABLE ${quoteIdent(k.table)} ADD CONSTRAINT ${quoteIdent(k.name)} ${k.def}`),
+      .map((k) => `ALTER TABLE ${name(k.table)} ADD CONSTRAINT ${name(k.name)} ${k.def}`),
     indexes: indexes.rows
       .filter((i) => include(i.table))
       .map((i) => i.def.replace(qualified, ' ON ').replace(plainQualified, ' ON ')),
@@ -210,6 +226,7 @@ export async function createPostgresTables(
   await client.query(`SET LOCAL search_path TO ${quoteIdent(schema)}`);
   for (const s of script.sequences) if (s.create) await client.query(s.create);
   for (const t of script.tables) await client.query(t.create);
+  for (const d of script.defaults) await client.query(d);
 }
 
 /** Adds constraints and indexes, and puts every sequence where it stood. */
@@ -222,10 +239,9 @@ export async function applyPostgresConstraints(
   for (const c of script.constraints) await client.query(c);
   for (const i of script.indexes) await client.query(i);
   for (const s of script.sequences) {
-    if (s.ownedBy && s.create)
-      await client.query(`ALTER SEQUENCE ${quoteIdent(s.name)} OWNED BY ${s.ownedBy}`);
+    if (s.ownedBy && s.create) await client.query(`ALTER SEQUENCE ${name(s.name)} OWNED BY ${s.ownedBy}`);
     await client.query('SELECT setval($1::regclass, $2::bigint, $3)', [
-      `${quoteIdent(schema)}.${quoteIdent(s.name)}`,
+      `${quoteIdent(schema)}.${name(s.name)}`,
       s.lastValue,
       s.isCalled,
     ]);

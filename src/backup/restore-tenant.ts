@@ -8,7 +8,8 @@
  * the target database says the swap has begun: from then on a retry only rolls the swap forward.
  * What was replaced is renamed, not dropped (restore-records.ts).
  */
-import type { Db } from 'mongodb';
+import { createHash } from 'node:crypto';
+import type { Collection, Db } from 'mongodb';
 import type pg from 'pg';
 import { PermanentError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -19,7 +20,7 @@ import {
 } from '../migrations/tenant-locks.ts';
 import type { Checkpoint } from '../runtime/checkpoint.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
-import { quoteIdent } from '../stores/identifiers.ts';
+import { quoteCatalogName, quoteIdent } from '../stores/identifiers.ts';
 import { collectionExists } from '../stores/mongo.ts';
 import { inTransaction, withPoolClient } from '../stores/postgres.ts';
 import type { BackupCatalog } from './catalog.ts';
@@ -146,11 +147,11 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
     }
   } catch (err) {
     // What a verify found is remembered in the catalog; a fault of the moment (S3 down) is not one.
-    if (err instanceof BackupFault) await s.catalog.recordVerify(req.backupId, err.fault);
+    if (err instanceof BackupFault) await s.catalog.recordVerify(req.source, req.backupId, err.fault);
     throw err;
   }
   if (!cp.verified) {
-    await s.catalog.recordVerify(req.backupId, 'ok');
+    await s.catalog.recordVerify(req.source, req.backupId, 'ok');
     cp.verified = true;
     await s.checkpoint.set(cp);
   }
@@ -184,7 +185,7 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
     postgres: objects.some((o) => o.kind === 'postgres-schema'),
     mongo: objects.some((o) => o.kind === 'mongo-shapes'),
   };
-  const markers = s.target.mongo.collection<{ _id: string; phase: string }>(SWAP_MARKERS);
+  const markers = s.target.mongo.collection<SwapMarker>(SWAP_MARKERS);
   const tag = runTag(req.runId);
 
   const outcome = await withMongoTenantLock(s.target.mongo, s.locks, () =>
@@ -215,10 +216,11 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
         const replacedSchema = await swapPostgres(leader, s.target.schema, staging, replaced);
         // A backup of one store restores that store only: the other is left as it is.
         const replacedCollections = stores.mongo
-          ? await swapMongo(s.target.mongo, b, staging, replaced)
+          ? await swapMongo(s.target.mongo, markers, tag, b, staging, replaced)
           : null;
         await s.records.replacing(req.runId, { schema: replacedSchema, collections: replacedCollections });
-        await markers.deleteOne({ _id: tag });
+        // Kept: it says which set-aside collection was which, until they are dropped.
+        await markers.updateOne({ _id: tag }, { $set: { phase: 'complete' } });
         return {
           backupId: req.backupId,
           targetTenant: req.target,
@@ -315,7 +317,7 @@ async function stagePostgres(
         const table = tableOf(o);
         await inTransaction(c, async () => {
           // A table an earlier attempt began and did not commit is empty again; truncate for safety.
-          await c.query(`TRUNCATE ${q}.${quoteIdent(table)}`);
+          await c.query(`TRUNCATE ${q}.${quoteCatalogName(table)}`);
           const rows = await copyTableIn(c, staging, table, await openObject(b, o));
           if (rows !== o.records)
             throw new BackupVerifyError(
@@ -365,7 +367,7 @@ async function stageMongo(
           'record_count',
           `backup ${b.manifest.backupId}: collection ${name} has no shape`,
         );
-      const stagedName = `${staging}_${name}`;
+      const stagedName = collectionAlias(staging, name);
       // Left half-loaded by an earlier attempt: load it again from the start.
       if (await collectionExists(db, stagedName)) await db.collection(stagedName).drop();
       const n = await loadCollection(db, { ...shape, name: stagedName }, await openObject(b, o));
@@ -409,31 +411,51 @@ async function swapPostgres(
 }
 
 /**
- * Moves the live collections aside (those a backup would hold) and the staged ones into their place,
- * one rename each; a retry picks up where a crash stopped. Returns the prefix the live ones went
- * under, or null when there were none.
+ * A staged or set-aside collection's name: the run's prefix and a hash of the collection's name, so
+ * that it stays short (the namespace limit) whatever the name; the swap marker maps them back.
  */
-async function swapMongo(db: Db, b: OpenedBackup, staging: string, replaced: string): Promise<string | null> {
+export function collectionAlias(prefix: string, name: string): string {
+  return `${prefix}_${createHash('sha256').update(name).digest('hex').slice(0, 16)}`;
+}
+
+interface SwapMarker {
+  _id: string;
+  phase: 'swapping' | 'complete';
+  /** Which collection each set-aside one was. */
+  aside?: { name: string; as: string }[];
+}
+
+/**
+ * Moves the live collections aside (those a backup would hold) and the staged ones into their place,
+ * one rename each, naming each set-aside one in the marker before it moves; a retry picks up where a
+ * crash stopped. Returns the prefix the live ones went under, or null when there were none.
+ */
+async function swapMongo(
+  db: Db,
+  markers: Collection<SwapMarker>,
+  tag: string,
+  b: OpenedBackup,
+  staging: string,
+  replaced: string,
+): Promise<string | null> {
   const restored = new Set(b.manifest.objects.filter((o) => o.kind === 'collection').map(collectionOf));
   const names = async () =>
     new Set((await db.listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name));
   let present = await names();
-  const aside = (name: string) => `${replaced}_${name}`;
-  for (const name of present)
-    if (isBackedUp(name) && !restored.has(name)) await db.collection(name).rename(aside(name));
+  const setAside = async (name: string) => {
+    // Taken only if the app created the collection again after it was set aside: a name of its own.
+    let as = collectionAlias(replaced, name);
+    for (let n = 2; present.has(as); n++) as = `${collectionAlias(replaced, name)}_${n}`;
+    await markers.updateOne({ _id: tag }, { $addToSet: { aside: { name, as } } });
+    await db.collection(name).rename(as);
+    present.add(as);
+  };
+  for (const name of present) if (isBackedUp(name) && !restored.has(name)) await setAside(name);
   present = await names();
   for (const name of restored) {
-    const stagedName = `${staging}_${name}`;
+    const stagedName = collectionAlias(staging, name);
     if (!present.has(stagedName)) continue; // swapped in by an earlier attempt
-    if (present.has(name)) {
-      if (present.has(aside(name)))
-        throw new PermanentError(
-          'restore_conflict',
-          `collection ${name} was created again while the restore was swapping it in; ` +
-            `the restored data is in ${stagedName}, the replaced in ${aside(name)}`,
-        );
-      await db.collection(name).rename(aside(name));
-    }
+    if (present.has(name)) await setAside(name);
     await db.collection(stagedName).rename(name);
   }
   present = await names();
@@ -443,9 +465,7 @@ async function swapMongo(db: Db, b: OpenedBackup, staging: string, replaced: str
 /** Drops what a failed restore staged; the target was not touched. Not once the swap has begun. */
 export async function dropStaging(target: { pool: pg.Pool; mongo: Db }, runId: string): Promise<boolean> {
   const tag = runTag(runId);
-  const marker = await target.mongo
-    .collection<{ _id: string; phase: string }>(SWAP_MARKERS)
-    .findOne({ _id: tag });
+  const marker = await target.mongo.collection<SwapMarker>(SWAP_MARKERS).findOne({ _id: tag });
   if (marker?.phase === 'swapping') return false;
   const staging = restoreStagingName(runId);
   await withPoolClient(target.pool, (c) => c.query(`DROP SCHEMA IF EXISTS ${quoteIdent(staging)} CASCADE`));
@@ -463,7 +483,10 @@ export async function dropReplaced(
     await withPoolClient(target.pool, (c) =>
       c.query(`DROP SCHEMA IF EXISTS ${quoteIdent(replaced.schema!)} CASCADE`),
     );
-  if (replaced.collections)
+  if (replaced.collections) {
     for (const c of await target.mongo.listCollections({}, { nameOnly: true }).toArray())
       if (c.name.startsWith(replaced.collections)) await target.mongo.collection(c.name).drop();
+    const tag = replaced.collections.slice('_dbfleet_x_'.length, -1);
+    await target.mongo.collection<SwapMarker>(SWAP_MARKERS).deleteOne({ _id: tag });
+  }
 }

@@ -209,7 +209,7 @@ export function registerBackupCommands(program: Command, int: (v: string) => num
           });
           await (o.deep ? verifyDeep(b) : verifyQuick(b));
           // Only a deep verify vouches for the bytes; a quick one is not recorded as verified.
-          if (o.deep) await catalog.recordVerify(backupId, 'ok');
+          if (o.deep) await catalog.recordVerify(row.tenant, backupId, 'ok');
           print({
             backup: backupId,
             verified: o.deep ? 'deep' : 'quick',
@@ -217,7 +217,7 @@ export function registerBackupCommands(program: Command, int: (v: string) => num
           });
         } catch (err) {
           if (err instanceof BackupFault) {
-            await catalog.recordVerify(backupId, err.fault);
+            await catalog.recordVerify(row.tenant, backupId, err.fault);
             print({ backup: backupId, fault: err.fault, message: err.message });
             process.exitCode = 1;
             return;

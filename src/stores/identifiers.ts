@@ -19,6 +19,16 @@ export function quoteIdent(name: string): string {
   return `"${assertIdentifier(name)}"`;
 }
 
+/**
+ * Quotes any name PostgreSQL's catalogs hold (`First Name`, `a"b`): for names read from a tenant's
+ * schema (a backup of it), never for names from a payload, which must pass quoteIdent.
+ */
+export function quoteCatalogName(name: string): string {
+  if (name.length === 0 || name.includes('\0'))
+    throw new PermanentError('invalid_identifier', 'an empty name or one with a NUL');
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
 export function assertTenantId(id: string): string {
   if (!TENANT_ID.test(id))
     throw new PermanentError('invalid_tenant', `tenant id ${JSON.stringify(id)} is not valid`);
