@@ -93,3 +93,61 @@ test("a restore job for tenant B cannot rewrite the catalog's verify result of t
   // A's backup is fine, and its catalog row must still say so.
   expect((await catalog.get(backup.backupId))!.verify_result).toBe('ok');
 });
+
+test("an unsealed manifest in tenant A's folder cannot point restore at tenant B's objects", async ({
+  tenant,
+  spareTenant,
+  client,
+  startWorker,
+  tmp,
+}) => {
+  const victim = await spareTenant();
+  await fillTenant(victim, 5);
+  startWorker();
+  // The victim's backup, made without a key (a choice the victim's operator made).
+  const theirs = await (
+    await client.enqueue('backup', { tenant: victim.id, destination: 'local', encrypt: false })
+  ).waitForResult({ timeoutMs: 60_000 });
+  // Someone who can write the storage folder puts a manifest for tenant A whose object keys climb
+  // into B's backup folder; the seal of an unsealed manifest is a plain SHA-256 anyone can compute.
+  const { readFile, writeFile, mkdir } = await import('node:fs/promises');
+  const { createHash } = await import('node:crypto');
+  const { canonicalJson } = await import('../src/jobs/envelope.ts');
+  const path = await import('node:path');
+  const m = JSON.parse(
+    await readFile(path.join(tmp, 'backups', victim.id, theirs.backupId, 'manifest.json'), 'utf8'),
+  );
+  const forgedId = '20200101T000000Z-000000000000';
+  delete m.seal;
+  m.tenant = tenant.id;
+  m.backupId = forgedId;
+  m.objects = m.objects.map((o: { key: string }) => ({
+    ...o,
+    key: `../../${victim.id}/${theirs.backupId}/${o.key}`,
+  }));
+  m.seal = { kind: 'sha256', value: createHash('sha256').update(canonicalJson(m)).digest('hex') };
+  const dir = path.join(tmp, 'backups', tenant.id, forgedId);
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(m));
+  // A's operator restores "A's" backup, accepting an unsealed one.
+  const target = await spareTenant({ register: false });
+  const outcome = await (
+    await client.enqueue('restore', {
+      tenant: tenant.id,
+      backupId: forgedId,
+      targetTenant: target.id,
+      source: 'local',
+      allowUnencrypted: true,
+    })
+  )
+    .waitForResult({ timeoutMs: 60_000 })
+    .then(
+      () => 'restored',
+      (err: Error) => err.message,
+    );
+  // Tenant B's rows must not reach tenant A's restore.
+  const leaked = await target.pg
+    .withClient(async (c) => (await c.query(`SELECT email FROM users`)).rows)
+    .catch(() => []);
+  expect({ outcome, leaked }).toMatchObject({ leaked: [] });
+});

@@ -50,6 +50,9 @@ import { readPostgresSchema } from './postgres-schema.ts';
 import { exportSnapshot } from './postgres-snapshot.ts';
 import { partSizeFor, runLanes } from './lanes.ts';
 
+/** How often a running backup touches its catalog row, whatever it is doing. */
+export const HEARTBEAT_MS = 60_000;
+
 export interface BackupRequest {
   tenant: string;
   runId: string;
@@ -272,8 +275,18 @@ export async function backupTenant(req: BackupRequest, s: BackupServices): Promi
     if (req.stores.includes('mongo')) await backupMongo();
     if (req.stores.includes('postgres')) await backupPostgres();
   };
-  if (req.stores.includes('mongo')) await withMongoTenantLock(s.mongo, s.locks, () => run(), s.signal);
-  else await run();
+  // Between objects the catalog row is touched anyway; one big table can take longer than the
+  // quiet spell after which a backup counts as abandoned, so the row is also touched meanwhile.
+  const heartbeat = setInterval(
+    () => void s.catalog.touch(backupId, totals).catch(() => undefined),
+    HEARTBEAT_MS,
+  );
+  try {
+    if (req.stores.includes('mongo')) await withMongoTenantLock(s.mongo, s.locks, () => run(), s.signal);
+    else await run();
+  } finally {
+    clearInterval(heartbeat);
+  }
 
   const manifest: ManifestBody = {
     format: MANIFEST_FORMAT,
@@ -301,11 +314,20 @@ async function finish(
   manifestBytes: number,
 ): Promise<BackupOutcome> {
   const outcome = outcomeOf(manifest, mKey, manifestBytes);
-  await s.catalog.complete(manifest.backupId, {
+  const recorded = await s.catalog.complete(manifest.backupId, {
     objects: outcome.objects,
     records: outcome.records,
     storedBytes: outcome.bytes,
   });
+  if (!recorded) {
+    // Deleted (taken for abandoned) or failed while this attempt ran: its objects may be gone, so
+    // its manifest must not make it look restorable.
+    await s.objects.delete(mKey);
+    throw new PermanentError(
+      'backup_withdrawn',
+      `backup ${manifest.backupId} was deleted or marked failed while it ran; its manifest was removed`,
+    );
+  }
   await s.checkpoint.finish({ ...cp, outcome });
   s.log.info(
     { backupId: outcome.backupId, objects: outcome.objects, bytes: outcome.bytes },

@@ -69,17 +69,21 @@ export class BackupCatalog {
     );
   }
 
-  /** Marks a backup complete, once its manifest is written. */
+  /**
+   * Marks a backup complete, once its manifest is written. False when the row is no longer running
+   * (an operator deleted it as abandoned, or it was marked failed): the backup must not count.
+   */
   async complete(
     backupId: string,
     totals: { objects: number; records: number; storedBytes: number },
-  ): Promise<void> {
-    await this.#pool.query(
-      `UPDATE dbfleet.backups SET state = 'complete', finished_at = now(), updated_at = now(), objects = $3, records = $4,
-              stored_bytes = $5, error_code = NULL
-       WHERE prefix = $1 AND backup_id = $2`,
+  ): Promise<boolean> {
+    const { rowCount } = await this.#pool.query(
+      `UPDATE dbfleet.backups SET state = 'complete', finished_at = coalesce(finished_at, now()), updated_at = now(),
+              objects = $3, records = $4, stored_bytes = $5, error_code = NULL
+       WHERE prefix = $1 AND backup_id = $2 AND state IN ('running', 'complete')`,
       [this.#prefix, backupId, totals.objects, totals.records, totals.storedBytes],
     );
+    return rowCount === 1;
   }
 
   /** Marks a backup failed, by the code of its failure only. */

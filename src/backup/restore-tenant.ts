@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import type { Collection, Db } from 'mongodb';
 import type pg from 'pg';
-import { PermanentError } from '../errors.ts';
+import { classifyError, PermanentError, TransientError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import {
   withMongoTenantLock,
@@ -191,8 +191,9 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
   const outcome = await withMongoTenantLock(s.target.mongo, s.locks, () =>
     withPoolClient(s.target.pool, (leader) =>
       withPostgresTenantLock(leader, s.target.schema, 'exclusive', s.locks.waitMs, async () => {
-        const swapping = (await markers.findOne({ _id: tag }))?.phase === 'swapping';
-        let erasures = 0;
+        const marker = await markers.findOne({ _id: tag });
+        const swapping = marker?.phase === 'swapping';
+        let erasures = marker?.erasures ?? 0;
         if (!swapping) {
           if (req.source !== req.target && !req.replace)
             await refuseNonEmptyTarget(leader, s, req.target, stores);
@@ -204,7 +205,12 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
             pool: s.target.pool,
             mongo: s.target.mongo,
           });
-          await markers.updateOne({ _id: tag }, { $set: { phase: 'swapping' } }, { upsert: true });
+          // Where the target's data will go, recorded before anything moves.
+          await s.records.replacing(req.runId, {
+            schema: stores.postgres && (await schemaExists(leader, s.target.schema)) ? replaced : null,
+            collections: stores.mongo ? `${replaced}_` : null,
+          });
+          await markers.updateOne({ _id: tag }, { $set: { phase: 'swapping', erasures } }, { upsert: true });
         }
         await s.progress({
           phase: 'swap',
@@ -213,11 +219,22 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
           records: counts.records,
           bytes: 0,
         });
-        const replacedSchema = await swapPostgres(leader, s.target.schema, staging, replaced);
-        // A backup of one store restores that store only: the other is left as it is.
-        const replacedCollections = stores.mongo
-          ? await swapMongo(s.target.mongo, markers, tag, b, staging, replaced)
-          : null;
+        let replacedSchema: string | null;
+        let replacedCollections: string | null;
+        try {
+          replacedSchema = await swapPostgres(leader, s.target.schema, staging, replaced);
+          // A backup of one store restores that store only: the other is left as it is.
+          replacedCollections = stores.mongo
+            ? await swapMongo(s.target.mongo, markers, tag, b, staging, replaced)
+            : null;
+        } catch (err) {
+          // Once the swap has begun the only way is forward: retrying the job finishes it.
+          throw new TransientError(
+            'swap_incomplete',
+            `the restore stopped while swapping the restored data in (${classifyError(err).message}); ` +
+              'retry the job to finish the swap',
+          );
+        }
         await s.records.replacing(req.runId, { schema: replacedSchema, collections: replacedCollections });
         // Kept: it says which set-aside collection was which, until they are dropped.
         await markers.updateOne({ _id: tag }, { $set: { phase: 'complete' } });
@@ -421,6 +438,8 @@ export function collectionAlias(prefix: string, name: string): string {
 interface SwapMarker {
   _id: string;
   phase: 'swapping' | 'complete';
+  /** Erasures applied to the staged data, for the result of a retry that only swaps. */
+  erasures?: number;
   /** Which collection each set-aside one was. */
   aside?: { name: string; as: string }[];
 }

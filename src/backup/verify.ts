@@ -10,8 +10,16 @@ import type { ObjectStore } from '../storage/object-store.ts';
 import { readText } from './backup-tenant.ts';
 import { BackupFault } from './fault.ts';
 import type { KeyProvider } from './keys.ts';
-import { backupPrefix, manifestKey } from './layout.ts';
-import { readManifest, type ManifestBody, type ManifestObject } from './manifest.ts';
+import {
+  backupPrefix,
+  collectionObject,
+  manifestKey,
+  memberOf,
+  MONGO_SHAPES_OBJECT,
+  POSTGRES_SCHEMA_OBJECT,
+  tableObject,
+} from './layout.ts';
+import { ManifestError, readManifest, type ManifestBody, type ManifestObject } from './manifest.ts';
 import { ObjectIntegrityError, readObject } from './object-codec.ts';
 
 export type VerifyFault = 'manifest_missing' | 'object_missing' | 'record_count' | 'plain_size';
@@ -46,7 +54,46 @@ export async function openBackup(
     keys,
     options,
   );
+  refuseStrayObjects(manifest);
   return { manifest, dataKey, store, prefix: backupPrefix(tenant, backupId) };
+}
+
+/**
+ * Every object's key must be the one the layout gives its kind and name, and no name may repeat: a
+ * manifest whose keys lead elsewhere (another backup's folder) is refused, sealed or not.
+ */
+function refuseStrayObjects(m: ManifestBody): void {
+  const seen = new Set<string>();
+  for (const o of m.objects) {
+    let file: string | undefined;
+    if (o.kind === 'postgres-schema' && o.name === POSTGRES_SCHEMA_OBJECT.name)
+      file = POSTGRES_SCHEMA_OBJECT.file;
+    else if (o.kind === 'mongo-shapes' && o.name === MONGO_SHAPES_OBJECT.name)
+      file = MONGO_SHAPES_OBJECT.file;
+    else if (o.kind === 'table' && o.name.startsWith('postgres/tables/'))
+      file = layoutFile(o.name, () => tableObject(memberOf(o.name)));
+    else if (o.kind === 'collection' && o.name.startsWith('mongo/collections/'))
+      file = layoutFile(o.name, () => collectionObject(memberOf(o.name)));
+    if (file === undefined || o.key !== file || seen.has(o.name))
+      throw new ManifestError(
+        'manifest_unreadable',
+        `backup ${m.backupId}: object ${JSON.stringify(o.name)} is not where the format puts it, or is listed twice`,
+      );
+    seen.add(o.name);
+  }
+}
+
+/**
+ * The layout's file for an object name read from a manifest; undefined when the name does not decode,
+ * or is not the layout's own spelling of what it decodes to.
+ */
+function layoutFile(name: string, of: () => { name: string; file: string }): string | undefined {
+  try {
+    const expected = of();
+    return expected.name === name ? expected.file : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** An object's plain bytes, checked as they are read (see readObject). */
