@@ -631,6 +631,8 @@ function checkSchemaScript(script) {
     ) &&
     Array.isArray(script.constraints) &&
     script.constraints.every((c) => typeof c === 'string') &&
+    Array.isArray(script.foreignKeys) &&
+    script.foreignKeys.every((c) => typeof c === 'string') &&
     Array.isArray(script.indexes) &&
     script.indexes.every((c) => typeof c === 'string');
   if (!ok)
@@ -664,10 +666,11 @@ function postgresFiles(script, tables, schema, m) {
   ];
   const post = [
     origin,
-    '-- After the data: constraints (keys and checks, then foreign keys), indexes, sequence positions.',
+    '-- After the data: keys and checks, indexes, foreign keys, sequence positions.',
     `SET search_path TO ${q};`,
     ...script.constraints.map((c) => `${c};`),
     ...script.indexes.map((i) => `${i};`),
+    ...script.foreignKeys.map((f) => `${f};`),
     ...script.sequences.flatMap((s) => [
       ...(s.ownedBy && s.create ? [`ALTER SEQUENCE ${quoteIdent(s.name)} OWNED BY ${s.ownedBy};`] : []),
       `SELECT pg_catalog.setval(${quoteLiteral(`${q}.${quoteIdent(s.name)}`)}, ${s.lastValue}, ${s.isCalled});`,

@@ -27,8 +27,10 @@ export interface PostgresSchemaScript {
   /** ALTER TABLE ... ALTER COLUMN ... SET DEFAULT, once every table and sequence exists. */
   defaults: string[];
   sequences: SequenceState[];
-  /** ALTER TABLE ... ADD CONSTRAINT: primary keys, unique and check constraints, then foreign keys. */
+  /** ALTER TABLE ... ADD CONSTRAINT: primary keys, unique, check and exclusion constraints. */
   constraints: string[];
+  /** ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY, once every key and index exists. */
+  foreignKeys: string[];
   /** CREATE INDEX for indexes that back no constraint. */
   indexes: string[];
 }
@@ -205,7 +207,10 @@ export async function readPostgresSchema(
     defaults,
     sequences: states,
     constraints: constraints.rows
-      .filter((k) => include(k.table))
+      .filter((k) => include(k.table) && !k.fk)
+      .map((k) => `ALTER TABLE ${name(k.table)} ADD CONSTRAINT ${name(k.name)} ${k.def}`),
+    foreignKeys: constraints.rows
+      .filter((k) => include(k.table) && k.fk)
       .map((k) => `ALTER TABLE ${name(k.table)} ADD CONSTRAINT ${name(k.name)} ${k.def}`),
     indexes: indexes.rows
       .filter((i) => include(i.table))
@@ -229,15 +234,28 @@ export async function createPostgresTables(
   for (const d of script.defaults) await client.query(d);
 }
 
-/** Adds constraints and indexes, and puts every sequence where it stood. */
-export async function applyPostgresConstraints(
+/**
+ * What comes after the data and may run side by side, each statement on its own (two on one table
+ * wait for each other's lock, never deadlock: each locks one table): keys, checks, indexes.
+ */
+export function keysAndIndexes(script: PostgresSchemaScript): string[] {
+  return [...script.constraints, ...script.indexes];
+}
+
+/** Runs one statement of keysAndIndexes in `schema`, inside the caller's transaction. */
+export async function applyInSchema(client: pg.PoolClient, schema: string, statement: string): Promise<void> {
+  await client.query(`SET LOCAL search_path TO ${quoteIdent(schema)}`);
+  await client.query(statement);
+}
+
+/** Foreign keys (after every key and index), then every sequence put where it stood. */
+export async function applyForeignKeysAndSequences(
   client: pg.PoolClient,
   schema: string,
   script: PostgresSchemaScript,
 ): Promise<void> {
   await client.query(`SET LOCAL search_path TO ${quoteIdent(schema)}`);
-  for (const c of script.constraints) await client.query(c);
-  for (const i of script.indexes) await client.query(i);
+  for (const f of script.foreignKeys) await client.query(f);
   for (const s of script.sequences) {
     if (s.ownedBy && s.create) await client.query(`ALTER SEQUENCE ${name(s.name)} OWNED BY ${s.ownedBy}`);
     await client.query('SELECT setval($1::regclass, $2::bigint, $3)', [
@@ -246,4 +264,14 @@ export async function applyPostgresConstraints(
       s.isCalled,
     ]);
   }
+}
+
+/** Everything after the data on one connection: keys, checks, indexes, foreign keys, sequences. */
+export async function applyPostgresConstraints(
+  client: pg.PoolClient,
+  schema: string,
+  script: PostgresSchemaScript,
+): Promise<void> {
+  for (const statement of keysAndIndexes(script)) await applyInSchema(client, schema, statement);
+  await applyForeignKeysAndSequences(client, schema, script);
 }

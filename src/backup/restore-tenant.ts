@@ -32,7 +32,9 @@ import type { ManifestObject } from './manifest.ts';
 import { loadCollection, shapesFromText } from './mongo-data.ts';
 import { copyTableIn } from './postgres-data.ts';
 import {
-  applyPostgresConstraints,
+  applyForeignKeysAndSequences,
+  applyInSchema,
+  keysAndIndexes,
   createPostgresTables,
   type PostgresSchemaScript,
 } from './postgres-schema.ts';
@@ -349,10 +351,24 @@ async function stagePostgres(
       }),
     ),
   );
-  if (!done.has('constraints'))
+  // Keys, checks and indexes side by side (as pg_restore -j does), each committed with its step.
+  const post = keysAndIndexes(script)
+    .map((statement, i) => ({ statement, step: `post:${i}` }))
+    .filter((x) => !done.has(x.step));
+  await runLanes(post, s.parallel, s.signal, (_lane, drain) =>
+    withPoolClient(s.target.pool, (c) =>
+      drain((x) =>
+        inTransaction(c, async () => {
+          await applyInSchema(c, staging, x.statement);
+          await mark(c, x.step);
+        }),
+      ),
+    ),
+  );
+  if (!done.has('foreign-keys'))
     await inTransaction(leader, async () => {
-      await applyPostgresConstraints(leader, staging, script);
-      await mark(leader, 'constraints');
+      await applyForeignKeysAndSequences(leader, staging, script);
+      await mark(leader, 'foreign-keys');
     });
 }
 
