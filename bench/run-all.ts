@@ -13,20 +13,18 @@
  *   eval "$(scripts/services.sh env)" && npm run bench -- [--jobs 60000] [--rows 1000000] [--concurrency 50]
  *     [--only noop,load,mongo]
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { loadEnv } from '../src/config/env.ts';
-import { addTenant, dropTenantData, tenantStores } from '../src/control/provision.ts';
-import { createLogger } from '../src/logger.ts';
-import { closeDeps, createDeps, forgetPrefix, type FleetDeps } from '../src/runtime/deps.ts';
+import { addTenant } from '../src/control/provision.ts';
+import { closeDeps, forgetPrefix, type FleetDeps } from '../src/runtime/deps.ts';
 import { generateFile } from '../demo/generate.ts';
-import config from '../dbfleet.config.ts';
+import { forgetBenchTenant, median, newDeps, psql, settle } from './common.ts';
 import { mongoLoadVersusInsertMany } from './mongo-load.ts';
-import { timedLoad } from './worker.ts';
+import { timedJob } from './worker.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
@@ -44,11 +42,6 @@ const CONCURRENCY = Number(args.concurrency);
 const REPEAT = Number(args.repeat);
 const run = randomBytes(3).toString('hex');
 const PARTS = new Set(args.only.split(','));
-
-function newDeps(prefix: string): FleetDeps {
-  const env = loadEnv({ ...process.env, DBFLEET_PREFIX: prefix, DBFLEET_LOG_LEVEL: 'warn' });
-  return createDeps(env, config, createLogger('warn'));
-}
 
 interface SideFigures {
   jobsPerSecond: number;
@@ -112,38 +105,31 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
   const csv = path.join(dir, 'users.csv');
   const schema = `t_${tenant}`;
   const url = deps.env.DBFLEET_CONTROL_DATABASE_URL;
-  const psql = (sql: string) =>
-    execFileSync('psql', [url, '-v', 'ON_ERROR_STOP=1', '-qc', sql], { stdio: 'pipe' });
-  // Each side starts from a checkpoint with no dirty pages waiting: a run writes about a gigabyte
-  // (PostgreSQL runs with fsync off here), and a checkpoint or the kernel's writeback landing inside
-  // one side's timing slowed that side by a quarter.
-  const settle = () => {
-    psql('CHECKPOINT');
-    execFileSync('sync');
-  };
-  settle();
+  // Each side starts from a checkpoint with no dirty pages waiting (a run writes about a gigabyte).
+  settle(url);
   // The reference: the same rows as CSV, into an identical table (same indexes), with psql's \copy.
   const copyStart = performance.now();
-  psql(`CREATE TABLE ${schema}.users_ref (LIKE ${schema}.users INCLUDING ALL)`);
+  psql(url, `CREATE TABLE ${schema}.users_ref (LIKE ${schema}.users INCLUDING ALL)`);
   psql(
+    url,
     `\\copy ${schema}.users_ref (id, email, display_name, country, birth_year, created_at) FROM '${csv}' CSV HEADER`,
   );
   const copySeconds = (performance.now() - copyStart) / 1000;
   // Untimed: otherwise autovacuum visits the million fresh rows a minute later, during the fleet's
   // load (some runs were a quarter slower with it).
-  psql(`VACUUM (ANALYZE) ${schema}.users_ref`);
+  psql(url, `VACUUM (ANALYZE) ${schema}.users_ref`);
 
   // The fleet: a worker process of its own, timed from when it is ready.
-  const load = await timedLoad(
+  const load = await timedJob(
     deps,
-    fileRoots,
+    'load-fixtures',
     {
       tenant,
       target: { store: 'postgres', name: 'users' },
       schema: 'users',
       source: { type: 'file', path: ndjson },
     },
-    settle,
+    { env: { DBFLEET_FILE_ROOTS: fileRoots }, settle: () => settle(url) },
   );
   const { result, seconds: loadSeconds } = load;
   const copyRate = ROWS / copySeconds;
@@ -159,8 +145,6 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
     workerCpuMicrosPerRow: +((load.workerCpuSeconds * 1e6) / ROWS).toFixed(2),
   };
 }
-
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 
 /** Runs one comparison REPEAT times, each with a fresh prefix and tenant, and prints every pair. */
 async function repeated<T extends { ratio: number }>(
@@ -178,8 +162,7 @@ async function repeated<T extends { ratio: number }>(
       console.log(`${label} run ${i}/${REPEAT}`, result);
       runs.push(result);
     } finally {
-      await dropTenantData(tenantStores(deps, tenant));
-      await deps.control.forgetTenant(tenant);
+      await forgetBenchTenant(deps, tenant);
       // Each run's jobs and audit rows go with it, so runs do not slow down the ones after them.
       await forgetPrefix(deps);
       // Now rather than by autovacuum during the next run's timing.
