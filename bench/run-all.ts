@@ -8,10 +8,13 @@
  *   (b) load-fixtures rows/s into PostgreSQL vs `psql \copy` of the same rows as CSV;
  *   (c) the worker process's peak RSS (VmHWM) during that million-row load;
  *   (f) load-fixtures documents/s into MongoDB (a million listening events) vs the driver's own
- *       unordered insertMany of the same documents, same batches (bench/mongo-load.ts).
+ *       unordered insertMany of the same documents, same batches (bench/mongo-load.ts);
+ *   (g) backup and restore of one tenant (`--rows` rows, `--docs` documents) against pg_dump,
+ *       pg_restore, mongodump and mongorestore, and the worker's peak RSS (bench/backup.ts);
+ *       `--only backup-memory` runs only its memory part, for large sizes.
  *
  *   eval "$(scripts/services.sh env)" && npm run bench -- [--jobs 60000] [--rows 1000000] [--concurrency 50]
- *     [--only noop,load,mongo]
+ *     [--only noop,load,mongo,backup] [--docs 1000000]
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
@@ -22,6 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { addTenant } from '../src/control/provision.ts';
 import { closeDeps, forgetPrefix, type FleetDeps } from '../src/runtime/deps.ts';
 import { generateFile } from '../demo/generate.ts';
+import { backupBench } from './backup.ts';
 import { forgetBenchTenant, median, newDeps, psql, settle } from './common.ts';
 import { mongoLoadVersusInsertMany } from './mongo-load.ts';
 import { timedJob } from './worker.ts';
@@ -34,10 +38,12 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '50' },
     repeat: { type: 'string', default: '5' },
     only: { type: 'string', default: 'noop,load,mongo' }, // some of them, while iterating on one
+    docs: { type: 'string' }, // (g)'s MongoDB documents; --rows by default
   },
 });
 const JOBS = Number(args.jobs);
 const ROWS = Number(args.rows);
+const DOCS = Number(args.docs ?? args.rows);
 const CONCURRENCY = Number(args.concurrency);
 const REPEAT = Number(args.repeat);
 const run = randomBytes(3).toString('hex');
@@ -212,7 +218,18 @@ async function main() {
         );
       });
     }
-    const results = { at: new Date().toISOString(), node: process.version, noop, load, mongo };
+    const backup =
+      PARTS.has('backup') || PARTS.has('backup-memory')
+        ? await backupBench({
+            rows: ROWS,
+            docs: DOCS,
+            repeat: REPEAT,
+            pairs: PARTS.has('backup'),
+            dir,
+            tag: run,
+          })
+        : undefined;
+    const results = { at: new Date().toISOString(), node: process.version, noop, load, mongo, backup };
     await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
     await writeFile(
       path.join(ROOT, `bench/results/${results.at.slice(0, 19).replace(/:/g, '')}.json`),
