@@ -55,10 +55,18 @@ export async function readMongoShapes(db: Db): Promise<CollectionShape[]> {
  */
 const OUT_CHUNK_BYTES = 64 * 1024;
 
+/**
+ * Documents asked of the server per batch. Left to the server, a batch is up to 16 MiB, which the
+ * driver parses whole (each raw document a slice of it): the backup worker's peak RSS over a million
+ * listening events was ~510 MiB (a bare cursor alone, ~500). In batches of 1,000: ~205 MiB, and on
+ * FerretDB faster too (8.4 s to 5.1 s).
+ */
+const OUT_BATCH = 1_000;
+
 /** The collection's documents as concatenated raw BSON, in _id order. */
 export function documentsOut(db: Db, collection: string): { stream: Readable; documents(): number } {
   let count = 0;
-  const cursor = db.collection(collection).find({}, { raw: true, sort: { _id: 1 } });
+  const cursor = db.collection(collection).find({}, { raw: true, sort: { _id: 1 }, batchSize: OUT_BATCH });
   const stream = Readable.from(
     (async function* () {
       let parts: Buffer[] = [];
