@@ -41,7 +41,7 @@ export interface BackupBenchOptions {
 }
 
 /** The demo tables filled with `rows` rows in all, a quarter each, by generate_series. */
-async function fillPostgres(deps: FleetDeps, tenant: string, rows: number): Promise<void> {
+export async function fillPostgres(deps: FleetDeps, tenant: string, rows: number): Promise<void> {
   const q = Math.floor(rows / 4);
   const at = (i: string) =>
     `timestamptz '2024-01-01 00:00:00+00' + ((${i} * 2654435761) % 31536000) * interval '1 second'`;
@@ -69,7 +69,7 @@ async function fillPostgres(deps: FleetDeps, tenant: string, rows: number): Prom
  * `docs` demo listening events (bench (f)'s generator and fixture schema), inserted two batches at a
  * time with the demo's compound index dropped, and built again once they are in.
  */
-async function fillMongo(deps: FleetDeps, tenant: string, docs: number, dir: string): Promise<void> {
+export async function fillMongo(deps: FleetDeps, tenant: string, docs: number, dir: string): Promise<void> {
   const file = path.join(dir, 'listening_events.ndjson');
   await generateFile(file, { dataset: 'listening_events', seed: 11, scale: docs });
   const events = tenantStores(deps, tenant).mongo.collection('listening_events');
@@ -117,6 +117,15 @@ function phaseEnds(progress: TimedJob<'backup' | 'restore'>['progress']): Record
     if (phase) ends[phase] = +p.seconds.toFixed(2);
   }
   return ends;
+}
+
+/**
+ * The worker's RSS at the job's start and at each quarter of it: memory that grows with the data
+ * grows through the run, where a young generation filling up levels off in its first seconds.
+ */
+function rssCourse(samples: number[]): number[] {
+  if (samples.length === 0) return [];
+  return [0, 0.25, 0.5, 0.75, 1].map((f) => samples[Math.round(f * (samples.length - 1))]!);
 }
 
 interface Side {
@@ -174,6 +183,7 @@ export async function backupBench(o: BackupBenchOptions) {
       workerPeakRssMiB: t.workerPeakRssMiB,
       workerCpuSeconds: r3(t.workerCpuSeconds),
       phaseEnds: phaseEnds(t.progress),
+      workerRssMiBCourse: rssCourse(t.workerRssMiB),
       result: t.result,
     };
   };
@@ -425,6 +435,11 @@ export async function backupBench(o: BackupBenchOptions) {
           },
         ]),
     );
+    for (const [part, { timeRatio, bytesRatio }] of Object.entries(summary))
+      console.log(
+        `(g) ${part}: time ratio ${timeRatio.median} (${timeRatio.min}-${timeRatio.max})` +
+          (bytesRatio ? `, bytes ratio ${bytesRatio.median} (${bytesRatio.min}-${bytesRatio.max})` : ''),
+      );
     return { sizes, ...summary, postgresBackupToS3: s3, memory: mem };
   } finally {
     for (const t of targets) await forgetBenchTenant(deps, t).catch(() => undefined);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { JobName, PayloadInput, Result } from '../queues/index.ts';
 import { createClient } from '../src/client/client.ts';
 import type { FleetDeps } from '../src/runtime/deps.ts';
-import { cpuSeconds, peakRssMiB } from './proc.ts';
+import { cpuSeconds, peakRssMiB, rssMiB } from './proc.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 
@@ -52,7 +52,11 @@ export interface TimedJob<N extends JobName> {
   workerCpuSeconds: number;
   /** Each progress report the job made, with the seconds since the clock started. */
   progress: { seconds: number; data: unknown }[];
+  /** The worker's RSS every RSS_SAMPLE_MS while the job ran. */
+  workerRssMiB: number[];
 }
+
+const RSS_SAMPLE_MS = 250;
 
 export interface TimedJobOptions {
   /** Beside the bench's environment, for the worker. */
@@ -72,23 +76,29 @@ export async function timedJob<N extends JobName>(
   options: TimedJobOptions = {},
 ): Promise<TimedJob<N>> {
   const worker = await startBenchWorker(deps.prefix, options.env);
+  const pid = worker.proc.pid!;
   const client = createClient({ redis: deps.redis, prefix: deps.prefix });
+  const rss: number[] = [];
+  let sampler: NodeJS.Timeout | undefined;
   try {
     options.settle?.();
     const started = performance.now();
     const job = await client.enqueue(type, payload);
     const progress: TimedJob<N>['progress'] = [];
     await job.onProgress((data) => progress.push({ seconds: (performance.now() - started) / 1000, data }));
+    sampler = setInterval(() => rss.push(rssMiB(pid)), RSS_SAMPLE_MS);
     const result = await job.waitForResult({ timeoutMs: 6 * 3600_000 });
     const seconds = (performance.now() - started) / 1000;
     return {
       result,
       seconds,
-      workerPeakRssMiB: peakRssMiB(worker.proc.pid!),
-      workerCpuSeconds: cpuSeconds(worker.proc.pid!),
+      workerPeakRssMiB: peakRssMiB(pid),
+      workerCpuSeconds: cpuSeconds(pid),
       progress,
+      workerRssMiB: rss,
     };
   } finally {
+    clearInterval(sampler);
     await worker.stop();
     await client.close();
   }
