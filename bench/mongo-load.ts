@@ -8,13 +8,13 @@
  * runs from enqueue to result, so reading, parsing and validating count against it (it overlaps
  * them with the previous batch's insert, on the same two cores the server uses).
  */
-import { execFileSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Db, Document } from 'mongodb';
 import type { FleetDeps } from '../src/runtime/deps.ts';
 import config from '../dbfleet.config.ts';
-import { timedLoad } from './worker.ts';
+import { psql, settle } from './common.ts';
+import { timedJob } from './worker.ts';
 
 /** load-fixtures' default batch for MongoDB, used by both sides. */
 const BATCH = 10_000;
@@ -23,20 +23,16 @@ const BATCH = 10_000;
  * FerretDB's PostgreSQL checkpointed and flushed to disk before each timed side, so that one side's
  * dirty pages are not written out during the other's timing (as bench (b) does for its cluster).
  */
-function settle() {
-  const url = process.env.DBFLEET_FERRET_POSTGRES_URL;
-  if (url) execFileSync('psql', [url, '-v', 'ON_ERROR_STOP=1', '-qc', 'CHECKPOINT'], { stdio: 'pipe' });
-  execFileSync('sync');
-}
+export const settleMongo = () => settle(process.env.DBFLEET_FERRET_POSTGRES_URL);
 
 /** Untimed, after a side: statistics and visibility now rather than by autovacuum during the next. */
-function vacuum() {
+export function vacuumMongo() {
   const url = process.env.DBFLEET_FERRET_POSTGRES_URL;
-  if (url) execFileSync('psql', [url, '-v', 'ON_ERROR_STOP=1', '-qc', 'VACUUM (ANALYZE)'], { stdio: 'pipe' });
+  if (url) psql(url, 'VACUUM (ANALYZE)');
 }
 
 /** The same documents the load produces: each line parsed and validated by the fixture schema. */
-async function* batches(file: string): AsyncGenerator<Document[]> {
+export async function* batches(file: string): AsyncGenerator<Document[]> {
   const schema = config.fixtures!.listening_events!;
   let batch: Document[] = [];
   for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) {
@@ -72,13 +68,13 @@ export async function mongoLoadVersusInsertMany(
   rows: number,
 ) {
   const db = deps.mongo.db(deps.env.DBFLEET_TENANT_MONGO_URL, `t_${tenant}`);
-  settle();
+  settleMongo();
   const insertManySeconds = await driverInsertMany(db, file);
-  vacuum();
+  vacuumMongo();
 
-  const load = await timedLoad(
+  const load = await timedJob(
     deps,
-    fileRoots,
+    'load-fixtures',
     {
       tenant,
       target: { store: 'mongo', name: 'listening_events' },
@@ -86,7 +82,7 @@ export async function mongoLoadVersusInsertMany(
       source: { type: 'file', path: file },
       batchSize: BATCH,
     },
-    settle,
+    { env: { DBFLEET_FILE_ROOTS: fileRoots }, settle: settleMongo },
   );
   const { result, seconds: loadSeconds } = load;
   const stored = await db.collection('listening_events').countDocuments();

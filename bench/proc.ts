@@ -11,11 +11,16 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
-/** The process's peak resident set (VmHWM). */
-export function peakRssMiB(pid: number): number {
+function statusMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024);
+  return Math.round(Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]) / 1024);
 }
+
+/** The process's peak resident set (VmHWM). */
+export const peakRssMiB = (pid: number) => statusMiB(pid, 'VmHWM');
+
+/** The process's resident set now (VmRSS). */
+export const rssMiB = (pid: number) => statusMiB(pid, 'VmRSS');
 
 /** User plus system CPU of the PostgreSQL processes running now (backends that exited are missed). */
 function postgresCpuSeconds(): number {

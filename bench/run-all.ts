@@ -8,25 +8,27 @@
  *   (b) load-fixtures rows/s into PostgreSQL vs `psql \copy` of the same rows as CSV;
  *   (c) the worker process's peak RSS (VmHWM) during that million-row load;
  *   (f) load-fixtures documents/s into MongoDB (a million listening events) vs the driver's own
- *       unordered insertMany of the same documents, same batches (bench/mongo-load.ts).
+ *       unordered insertMany of the same documents, same batches (bench/mongo-load.ts);
+ *   (g) backup and restore of one tenant (`--rows` rows, `--docs` documents) against pg_dump,
+ *       pg_restore, mongodump and mongorestore, and the worker's peak RSS (bench/backup.ts);
+ *       `--only backup-memory` runs only its memory part, for large sizes.
  *
  *   eval "$(scripts/services.sh env)" && npm run bench -- [--jobs 60000] [--rows 1000000] [--concurrency 50]
- *     [--only noop,load,mongo]
+ *     [--only noop,load,mongo,backup] [--docs 1000000]
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { loadEnv } from '../src/config/env.ts';
-import { addTenant, dropTenantData, tenantStores } from '../src/control/provision.ts';
-import { createLogger } from '../src/logger.ts';
-import { closeDeps, createDeps, forgetPrefix, type FleetDeps } from '../src/runtime/deps.ts';
+import { addTenant } from '../src/control/provision.ts';
+import { closeDeps, forgetPrefix, type FleetDeps } from '../src/runtime/deps.ts';
 import { generateFile } from '../demo/generate.ts';
-import config from '../dbfleet.config.ts';
+import { backupBench } from './backup.ts';
+import { forgetBenchTenant, median, newDeps, psql, settle } from './common.ts';
 import { mongoLoadVersusInsertMany } from './mongo-load.ts';
-import { timedLoad } from './worker.ts';
+import { timedJob } from './worker.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
@@ -36,19 +38,16 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '50' },
     repeat: { type: 'string', default: '5' },
     only: { type: 'string', default: 'noop,load,mongo' }, // some of them, while iterating on one
+    docs: { type: 'string' }, // (g)'s MongoDB documents; --rows by default
   },
 });
 const JOBS = Number(args.jobs);
 const ROWS = Number(args.rows);
+const DOCS = Number(args.docs ?? args.rows);
 const CONCURRENCY = Number(args.concurrency);
 const REPEAT = Number(args.repeat);
 const run = randomBytes(3).toString('hex');
 const PARTS = new Set(args.only.split(','));
-
-function newDeps(prefix: string): FleetDeps {
-  const env = loadEnv({ ...process.env, DBFLEET_PREFIX: prefix, DBFLEET_LOG_LEVEL: 'warn' });
-  return createDeps(env, config, createLogger('warn'));
-}
 
 interface SideFigures {
   jobsPerSecond: number;
@@ -112,38 +111,31 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
   const csv = path.join(dir, 'users.csv');
   const schema = `t_${tenant}`;
   const url = deps.env.DBFLEET_CONTROL_DATABASE_URL;
-  const psql = (sql: string) =>
-    execFileSync('psql', [url, '-v', 'ON_ERROR_STOP=1', '-qc', sql], { stdio: 'pipe' });
-  // Each side starts from a checkpoint with no dirty pages waiting: a run writes about a gigabyte
-  // (PostgreSQL runs with fsync off here), and a checkpoint or the kernel's writeback landing inside
-  // one side's timing slowed that side by a quarter.
-  const settle = () => {
-    psql('CHECKPOINT');
-    execFileSync('sync');
-  };
-  settle();
+  // Each side starts from a checkpoint with no dirty pages waiting (a run writes about a gigabyte).
+  settle(url);
   // The reference: the same rows as CSV, into an identical table (same indexes), with psql's \copy.
   const copyStart = performance.now();
-  psql(`CREATE TABLE ${schema}.users_ref (LIKE ${schema}.users INCLUDING ALL)`);
+  psql(url, `CREATE TABLE ${schema}.users_ref (LIKE ${schema}.users INCLUDING ALL)`);
   psql(
+    url,
     `\\copy ${schema}.users_ref (id, email, display_name, country, birth_year, created_at) FROM '${csv}' CSV HEADER`,
   );
   const copySeconds = (performance.now() - copyStart) / 1000;
   // Untimed: otherwise autovacuum visits the million fresh rows a minute later, during the fleet's
   // load (some runs were a quarter slower with it).
-  psql(`VACUUM (ANALYZE) ${schema}.users_ref`);
+  psql(url, `VACUUM (ANALYZE) ${schema}.users_ref`);
 
   // The fleet: a worker process of its own, timed from when it is ready.
-  const load = await timedLoad(
+  const load = await timedJob(
     deps,
-    fileRoots,
+    'load-fixtures',
     {
       tenant,
       target: { store: 'postgres', name: 'users' },
       schema: 'users',
       source: { type: 'file', path: ndjson },
     },
-    settle,
+    { env: { DBFLEET_FILE_ROOTS: fileRoots }, settle: () => settle(url) },
   );
   const { result, seconds: loadSeconds } = load;
   const copyRate = ROWS / copySeconds;
@@ -159,8 +151,6 @@ async function loadVersusCopy(deps: FleetDeps, tenant: string, dir: string) {
     workerCpuMicrosPerRow: +((load.workerCpuSeconds * 1e6) / ROWS).toFixed(2),
   };
 }
-
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 
 /** Runs one comparison REPEAT times, each with a fresh prefix and tenant, and prints every pair. */
 async function repeated<T extends { ratio: number }>(
@@ -178,8 +168,7 @@ async function repeated<T extends { ratio: number }>(
       console.log(`${label} run ${i}/${REPEAT}`, result);
       runs.push(result);
     } finally {
-      await dropTenantData(tenantStores(deps, tenant));
-      await deps.control.forgetTenant(tenant);
+      await forgetBenchTenant(deps, tenant);
       // Each run's jobs and audit rows go with it, so runs do not slow down the ones after them.
       await forgetPrefix(deps);
       // Now rather than by autovacuum during the next run's timing.
@@ -229,7 +218,18 @@ async function main() {
         );
       });
     }
-    const results = { at: new Date().toISOString(), node: process.version, noop, load, mongo };
+    const backup =
+      PARTS.has('backup') || PARTS.has('backup-memory')
+        ? await backupBench({
+            rows: ROWS,
+            docs: DOCS,
+            repeat: REPEAT,
+            pairs: PARTS.has('backup'),
+            dir,
+            tag: run,
+          })
+        : undefined;
+    const results = { at: new Date().toISOString(), node: process.version, noop, load, mongo, backup };
     await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
     await writeFile(
       path.join(ROOT, `bench/results/${results.at.slice(0, 19).replace(/:/g, '')}.json`),

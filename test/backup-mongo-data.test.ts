@@ -3,6 +3,7 @@
  * every document identical, types included, with each collection's indexes.
  */
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { Binary, BSON, Decimal128, Double, Int32, Long, type Db } from 'mongodb';
 import { expect } from 'vitest';
 import { newDataKey } from '../src/backup/keys.ts';
@@ -84,4 +85,18 @@ test('every document comes back identical, types and indexes included, in anothe
   } finally {
     await target.dropDatabase();
   }
+});
+
+test('a collection whose object fails mid-read is an error of the load, not a crash', async ({ tenant }) => {
+  const docs = Array.from({ length: 3_000 }, (_, i) => BSON.serialize({ _id: i, n: i }));
+  // The first documents arrive, then the read fails (as a chunk that does not authenticate does).
+  const failing = new Readable({
+    read() {
+      if (docs.length > 2_000) this.push(Buffer.concat(docs.splice(0, 500)));
+      else this.destroy(new Error('chunk 7 does not authenticate'));
+    },
+  });
+  await expect(
+    loadCollection(tenant.mongo, { name: 'half', options: {}, indexes: [] }, failing),
+  ).rejects.toThrow('chunk 7 does not authenticate');
 });

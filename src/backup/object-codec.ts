@@ -65,12 +65,19 @@ function compressor(compression: Compression): Transform {
   }
 }
 
+/**
+ * The decompressor's output buffers. At zlib's default (16 KiB), each is a round trip to the thread
+ * pool and a buffer to collect: the deep verify of a 10M-row PostgreSQL backup took 3.1-3.3 s,
+ * against 1.6-1.7 s with 256 KiB.
+ */
+const PLAIN_CHUNK_BYTES = 256 * 1024;
+
 function decompressor(compression: Compression): Transform {
   switch (compression) {
     case 'zstd':
-      return createZstdDecompress();
+      return createZstdDecompress({ chunkSize: PLAIN_CHUNK_BYTES });
     case 'gzip':
-      return createGunzip();
+      return createGunzip({ chunkSize: PLAIN_CHUNK_BYTES });
     case 'none':
       return new PassThrough();
   }
