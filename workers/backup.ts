@@ -10,7 +10,7 @@ export const backup: Handler<'backup'> = async (payload, ctx) => {
   const backups = new BackupCatalog(ctx.control.pool, ctx.job.prefix);
   const finalAttempt = ctx.job.attempt >= catalog.backup.policy.attempts;
   try {
-    const { backupId, bytes, tables, collections, records, objects, manifestKey, keyId } = await backupTenant(
+    return await backupTenant(
       { ...payload, runId: ctx.job.runId },
       {
         postgres: ctx.postgres,
@@ -32,7 +32,6 @@ export const backup: Handler<'backup'> = async (payload, ctx) => {
         parallel: env.DBFLEET_BACKUP_PARALLEL,
       },
     );
-    return { backupId, bytes, tables, collections, records, objects, manifestKey, keyId };
   } catch (err) {
     // A backup that will not be retried is marked failed; one that will stays running (its retry
     // goes on under the same backup id).

@@ -12,6 +12,7 @@ import { Readable } from 'node:stream';
 import type { Db } from 'mongodb';
 import type pg from 'pg';
 import type { Store } from '../../queues/fields.ts';
+import type { Result } from '../../queues/index.ts';
 import { PermanentError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import {
@@ -87,17 +88,8 @@ export interface BackupServices {
   parallel: number;
 }
 
-export interface BackupOutcome {
-  backupId: string;
-  manifestKey: string;
-  keyId: string | null;
-  objects: number;
-  tables: number;
-  collections: number;
-  records: number;
-  /** Bytes stored, the manifest included. */
-  bytes: number;
-}
+/** What a backup reports: the backup contract's result. */
+export type BackupOutcome = Result<'backup'>;
 
 interface BackupCheckpoint {
   backupId: string;

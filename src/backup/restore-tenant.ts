@@ -10,6 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Collection, Db } from 'mongodb';
+import type { Result } from '../../queues/index.ts';
 import type pg from 'pg';
 import { classifyError, PermanentError, TransientError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -99,17 +100,8 @@ export interface RestoreServices {
   register(): Promise<void>;
 }
 
-export interface RestoreOutcome {
-  backupId: string;
-  targetTenant: string;
-  verified: true;
-  restoredTables: number;
-  restoredCollections: number;
-  records: number;
-  erasuresReapplied: number;
-  /** Where the target's data as it was went (null: nothing was there, or verify only). */
-  replaced: { schema: string | null; collections: string | null } | null;
-}
+/** What a restore reports: the restore contract's result. */
+export type RestoreOutcome = Result<'restore'>;
 
 interface RestoreCheckpoint {
   verified: boolean;
@@ -169,7 +161,6 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
       backupId: req.backupId,
       targetTenant: req.target,
       verified: true,
-      ...counts,
       restoredTables: 0,
       restoredCollections: 0,
       records: 0,
