@@ -16,15 +16,35 @@ export default defineConfig({
   tenants: {
     // big_label: { postgresUrlEnv: 'BIG_LABEL_POSTGRES_URL', mongoUrlEnv: 'BIG_LABEL_MONGO_URL' },
   },
+  // A listener is erased by user id: their account, playlists (and the playlists' tracks, reached
+  // through them), consent and sessions go; listening history and the audit trail stay for the
+  // catalogue's statistics, under a pseudonym.
   personalData: [
     { store: 'postgres', name: 'users', subjectField: 'id', action: 'delete' },
-    { store: 'mongo', name: 'sessions', subjectField: 'userId', action: 'delete' },
+    { store: 'postgres', name: 'playlists', subjectField: 'user_id', action: 'delete' },
+    {
+      store: 'postgres',
+      name: 'playlist_tracks',
+      through: { location: 'playlists', field: 'playlist_id', key: 'id' },
+      action: 'delete',
+    },
+    { store: 'postgres', name: 'consent', subjectField: 'user_id', action: 'delete' },
+    { store: 'mongo', name: 'sessions', subjectField: 'userId', subjectType: 'number', action: 'delete' },
     {
       store: 'mongo',
       name: 'listening_events',
       subjectField: 'userId',
+      subjectType: 'number',
       action: 'anonymise',
-      fields: ['userId'],
+      anonymise: { userId: 'hash' },
+    },
+    {
+      store: 'mongo',
+      name: 'audit_log',
+      subjectField: 'userId',
+      subjectType: 'number',
+      action: 'anonymise',
+      anonymise: { userId: 'hash', ip: 'null', userAgent: 'null' },
     },
   ],
   retention: [

@@ -9,11 +9,27 @@ export const payload = z.strictObject({
   dryRun,
 });
 
+export interface LocationResult {
+  store: 'postgres' | 'mongo';
+  /** Table or collection. */
+  name: string;
+  action: 'delete' | 'anonymise';
+  /** Rows or documents deleted or anonymised (a dry run: that would be). */
+  count: number;
+  /** What the verify pass found still referring to the subject, or not yet anonymised. */
+  remaining: number;
+}
+
 export interface Result {
-  erasureId: string;
+  /** The erasure's ledger id; null for a dry run, which records nothing. */
+  erasureId: string | null;
+  dryRun: boolean;
   deleted: number;
   anonymised: number;
+  /** The verify pass found nothing left of the subject in any mapped location. */
   verified: boolean;
+  /** In the order they were worked: children before the rows they refer to. */
+  locations: LocationResult[];
 }
 
 export const erase = defineJob<'erase', typeof payload, Result>({

@@ -6,6 +6,7 @@
 import type { JobName } from '../queues/index.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 import { backup } from './backup.ts';
+import { erase } from './erase.ts';
 import { loadFixtures } from './load-fixtures.ts';
 import { migrate } from './migrate.ts';
 import { restore } from './restore.ts';
@@ -17,5 +18,5 @@ export const handlers = {
   restore,
   cleanup: null,
   validate: null,
-  erase: null,
+  erase,
 } satisfies { [N in JobName]: Handler<N> | null };

@@ -4,10 +4,11 @@
  */
 import { catalog } from '../queues/index.ts';
 import { BackupCatalog } from '../src/backup/catalog.ts';
-import { reapplyErasures } from '../src/backup/erasures.ts';
 import { RestoreRecords } from '../src/backup/restore-records.ts';
 import { dropStaging, restoreTenant } from '../src/backup/restore-tenant.ts';
 import { classifyError } from '../src/errors.ts';
+import { ErasureLedger } from '../src/erase/ledger.ts';
+import { reapplyErasures } from '../src/erase/reapply.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 
 export const restore: Handler<'restore'> = async (payload, ctx) => {
@@ -49,7 +50,17 @@ export const restore: Handler<'restore'> = async (payload, ctx) => {
           holder: `restore job ${ctx.job.id}`,
         },
         parallel: deps.env.DBFLEET_BACKUP_PARALLEL,
-        reapplyErasures: (staged) => reapplyErasures(deps, payload.tenant, staged),
+        reapplyErasures: (staged) =>
+          reapplyErasures(
+            {
+              ledger: new ErasureLedger(ctx.control.pool, ctx.job.prefix),
+              keys: deps.ledgerKeys,
+              map: ctx.config.personalData ?? [],
+              tenants: [payload.tenant, targetTenant],
+              log: ctx.log,
+            },
+            staged,
+          ),
         register: async () => void (await deps.control.addTenant(targetTenant)),
       },
     );

@@ -39,6 +39,7 @@ import {
   createPostgresTables,
   type PostgresSchemaScript,
 } from './postgres-schema.ts';
+import type { StagedTarget } from '../erase/reapply.ts';
 import type { RestoreRecords } from './restore-records.ts';
 import {
   BackupVerifyError,
@@ -73,13 +74,7 @@ export interface RestoreProgress {
 }
 
 /** Where erased people are erased again, before the restored data is opened. */
-export interface StagedData {
-  schema: string;
-  /** Staged collections are named this followed by their own name. */
-  collectionPrefix: string;
-  pool: pg.Pool;
-  mongo: Db;
-}
+export type StagedData = StagedTarget;
 
 export interface RestoreServices {
   store: ObjectStore;
@@ -194,7 +189,7 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
           await stageMongo(b, s, cp, staging);
           erasures = await s.reapplyErasures({
             schema: staging,
-            collectionPrefix: `${staging}_`,
+            collection: (name) => collectionAlias(staging, name),
             pool: s.target.pool,
             mongo: s.target.mongo,
           });

@@ -5,34 +5,14 @@
  * catalog and the object store. Anything destructive is a dry run unless --confirm.
  */
 import type { Command } from 'commander';
-import type { JobName, PayloadInput } from '../../queues/index.ts';
 import type { BackupRow } from '../backup/catalog.ts';
 import type { FleetDeps } from '../runtime/deps.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
-import { withClient, withDeps } from './bootstrap.ts';
-
-const print = (value: unknown) => console.log(JSON.stringify(value, null, 2));
+import { withDeps } from './bootstrap.ts';
+import { enqueueAndMaybeWait, print } from './enqueue.ts';
 
 /** A running backup whose heartbeat is quieter than this is taken for abandoned (its worker died). */
 export const ABANDONED_AFTER_MS = 15 * 60_000;
-
-async function enqueueAndMaybeWait<N extends JobName>(
-  type: N,
-  payload: PayloadInput<N>,
-  o: { wait?: boolean; timeout: number },
-): Promise<void> {
-  await withClient(async (client) => {
-    const job = await client.enqueue(type, payload, { requestedBy: process.env.USER ?? 'cli' });
-    if (!o.wait) return print({ type, id: job.id });
-    console.error(`${type} job ${job.id} enqueued; waiting for it`);
-    const stop = await job.onProgress((p) => console.error(JSON.stringify({ progress: p })));
-    try {
-      print({ type, id: job.id, result: await job.waitForResult({ timeoutMs: o.timeout }) });
-    } finally {
-      stop();
-    }
-  });
-}
 
 function storeOf(deps: FleetDeps, destination: 's3' | 'local'): ObjectStore {
   return destination === 'local' ? deps.localObjects : deps.objects;
@@ -71,7 +51,7 @@ export function registerBackupCommands(program: Command, int: (v: string) => num
     .option('--wait', 'wait for the result, progress on stderr')
     .option('--timeout <ms>', 'with --wait: give up after this long', int, 6 * 3_600_000)
     .action(
-      (
+      async (
         tenant: string,
         o: {
           local?: boolean;
@@ -81,8 +61,8 @@ export function registerBackupCommands(program: Command, int: (v: string) => num
           wait?: boolean;
           timeout: number;
         },
-      ) =>
-        enqueueAndMaybeWait(
+      ) => {
+        await enqueueAndMaybeWait(
           'backup',
           {
             tenant,
@@ -92,7 +72,8 @@ export function registerBackupCommands(program: Command, int: (v: string) => num
             encrypt: o.encrypt,
           },
           o,
-        ),
+        );
+      },
     );
 
   program

@@ -14,6 +14,7 @@ import { JOB_STATES, type JobState } from '../board/job-states.ts';
 import { closeDeps } from '../runtime/deps.ts';
 import { bootstrap, onShutdownSignal, withClient, withDeps } from './bootstrap.ts';
 import { registerBackupCommands } from './backup-commands.ts';
+import { registerEraseCommands } from './erase-commands.ts';
 import { registerMigrate } from './migrate-command.ts';
 
 const int = (v: string) => {
@@ -247,6 +248,7 @@ for (const action of ['retry', 'remove'] as const) {
 
 registerMigrate(program, int);
 registerBackupCommands(program, int);
+registerEraseCommands(program, int);
 
 const demo = program.command('demo').description('the demo music-streaming app');
 demo

@@ -7,22 +7,14 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { z } from 'zod';
 import { IDENTIFIER, isReservedName } from '../../queues/fields.ts';
+import { mapProblems, type PersonalDataLocation } from '../erase/map.ts';
+
+export type { AnonymiseStrategy, PersonalDataLocation } from '../erase/map.ts';
 
 export interface TenantOverride {
   /** Name of the environment variable holding this tenant's PostgreSQL URL (its own cluster). */
   postgresUrlEnv?: string;
   mongoUrlEnv?: string;
-}
-
-export interface PersonalDataField {
-  store: 'postgres' | 'mongo';
-  /** Table or collection. */
-  name: string;
-  /** Column or field that identifies the data subject. */
-  subjectField: string;
-  action: 'delete' | 'anonymise';
-  /** For anonymise: the fields to overwrite. */
-  fields?: string[];
 }
 
 export interface RetentionPolicy {
@@ -49,7 +41,8 @@ export interface ValidationRule {
 export interface DbfleetConfig {
   tenants?: Record<string, TenantOverride>;
   migrations?: { postgres?: string; mongo?: string };
-  personalData?: PersonalDataField[];
+  /** Where each data subject's rows and documents are, and what erasure does to them (src/erase/map.ts). */
+  personalData?: PersonalDataLocation[];
   retention?: RetentionPolicy[];
   validation?: ValidationRule[];
   /** Row schemas for load-fixtures, by name. An object schema: its keys are the PostgreSQL columns. */
@@ -68,10 +61,6 @@ export function defineConfig(config: DbfleetConfig): DbfleetConfig {
 
 function targetProblems(config: DbfleetConfig): string[] {
   const targets: [string, string][] = [
-    ...(config.personalData ?? []).flatMap((p, i): [string, string][] => [
-      [`personalData[${i}].name`, p.name],
-      [`personalData[${i}].subjectField`, p.subjectField],
-    ]),
     ...(config.retention ?? []).flatMap((r, i): [string, string][] => [
       [`retention[${i}].target`, r.target],
       [`retention[${i}].timeField`, r.timeField],
@@ -83,11 +72,12 @@ function targetProblems(config: DbfleetConfig): string[] {
         : []),
     ]),
   ];
-  return targets.flatMap(([where, name]) => {
+  const named = targets.flatMap(([where, name]) => {
     if (!IDENTIFIER.test(name)) return [`${where}: ${JSON.stringify(name)} is not an identifier`];
     if (isReservedName(name)) return [`${where}: ${name} is reserved for the fleet's own records`];
     return [];
   });
+  return [...mapProblems(config.personalData ?? []), ...named];
 }
 
 /** Loads the config module: the path given, else `dbfleet.config.ts` in the working folder, else empty. */

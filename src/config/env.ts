@@ -31,6 +31,16 @@ const templates = (kind: 'folder' | 's3') =>
       }
     });
 
+/** `id:base64key` pairs (src/backup/keys.ts); the error names the entry, never the key. */
+const masterKeys = z.string().transform((text, ctx) => {
+  try {
+    return parseMasterKeys(text);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
 const schema = z.object({
   DBFLEET_REDIS_URL: url(['redis:', 'rediss:']),
   DBFLEET_CONTROL_DATABASE_URL: url(['postgres:', 'postgresql:']),
@@ -62,17 +72,13 @@ const schema = z.object({
    * Backup master keys, `id:base64key` comma-separated, the first the current one (see
    * src/backup/keys.ts). A secret: only ever from the environment, never quoted in an error.
    */
-  DBFLEET_BACKUP_KEYS: z
-    .string()
-    .transform((text, ctx) => {
-      try {
-        return parseMasterKeys(text);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-        return z.NEVER;
-      }
-    })
-    .optional(),
+  DBFLEET_BACKUP_KEYS: masterKeys.optional(),
+  /**
+   * Erasure ledger keys, the same form: they seal the subject ids the ledger keeps (so restores can
+   * erase them again), key the subject hashes and anonymised pseudonyms, and authenticate receipts
+   * (src/erase/ledger-keys.ts). Without them erase and export-subject fail before changing anything.
+   */
+  DBFLEET_LEDGER_KEYS: masterKeys.optional(),
   /** S3 multipart part size for backup objects, MiB; grown per object beyond 10,000 parts. */
   DBFLEET_BACKUP_PART_SIZE_MB: int(5, 5_120).default(8),
   /** Tables or collections a backup or restore reads or writes at once. */

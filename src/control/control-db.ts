@@ -172,7 +172,9 @@ export class ControlDb {
             cursor AS (DELETE FROM dbfleet.audit_cursor WHERE prefix = $1),
             dead AS (DELETE FROM dbfleet.audit_dead_letters WHERE prefix = $1),
             backups AS (DELETE FROM dbfleet.backups WHERE prefix = $1),
-            restores AS (DELETE FROM dbfleet.restores WHERE prefix = $1)
+            restores AS (DELETE FROM dbfleet.restores WHERE prefix = $1),
+            erasures AS (DELETE FROM dbfleet.erasures WHERE prefix = $1),
+            exports AS (DELETE FROM dbfleet.subject_exports WHERE prefix = $1)
        DELETE FROM dbfleet.load_rejections WHERE prefix = $1`,
       [prefix],
     );

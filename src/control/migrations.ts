@@ -346,4 +346,53 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
       CREATE INDEX restores_target ON dbfleet.restores (prefix, target_tenant, started_at DESC);
     `,
   },
+  {
+    version: 10,
+    name: 'erasure ledger; subject exports',
+    // The ledger is the durable record that an erasure was asked for and done: who asked, when, what
+    // changed where, whether the verify pass found nothing left. It never holds the subject id in the
+    // clear: a keyed hash to find a subject's erasures, and the id sealed under the ledger key, which
+    // only a restore opens, to erase the person again from restored data. Written by
+    // src/erase/ledger.ts; exports by src/erase/export-records.ts.
+    sql: `
+      CREATE TABLE dbfleet.erasures (
+        prefix          text NOT NULL,
+        erasure_id      text NOT NULL,
+        tenant          text NOT NULL,
+        requested_by    text,
+        subject_hash    text NOT NULL,
+        subject_sealed  text NOT NULL,
+        key_id          text NOT NULL,
+        state           text NOT NULL CHECK (state IN ('running', 'complete', 'failed')),
+        requested_at    timestamptz NOT NULL DEFAULT now(),
+        finished_at     timestamptz,
+        locations       jsonb,
+        deleted         bigint,
+        anonymised      bigint,
+        verified        boolean,
+        error_code      text,
+        PRIMARY KEY (prefix, erasure_id)
+      );
+      CREATE INDEX erasures_tenant ON dbfleet.erasures (prefix, tenant, requested_at);
+      CREATE INDEX erasures_subject ON dbfleet.erasures (prefix, subject_hash);
+
+      CREATE TABLE dbfleet.subject_exports (
+        prefix        text NOT NULL,
+        export_id     text NOT NULL,
+        tenant        text NOT NULL,
+        requested_by  text,
+        subject_hash  text NOT NULL,
+        destination   text NOT NULL CHECK (destination IN ('s3', 'local')),
+        object_key    text NOT NULL,
+        key_id        text,
+        records       bigint,
+        stored_bytes  bigint,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        expires_at    timestamptz NOT NULL,
+        deleted_at    timestamptz,
+        PRIMARY KEY (prefix, export_id)
+      );
+      CREATE INDEX subject_exports_expiry ON dbfleet.subject_exports (expires_at) WHERE deleted_at IS NULL;
+    `,
+  },
 ];

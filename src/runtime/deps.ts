@@ -8,6 +8,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { DbfleetConfig } from '../config/define.ts';
 import type { Env } from '../config/env.ts';
 import { StaticKeyProvider, type KeyProvider } from '../backup/keys.ts';
+import { ledgerKeysFrom, type LedgerKeys } from '../erase/ledger-keys.ts';
 import { AuditOutbox } from '../control/audit-outbox.ts';
 import { ControlDb } from '../control/control-db.ts';
 import type { Logger } from '../logger.ts';
@@ -43,6 +44,8 @@ export interface FleetDeps {
   tenants: TenantDirectory;
   /** Master keys for backups (DBFLEET_BACKUP_KEYS); a KMS implements the same interface. */
   backupKeys: KeyProvider | undefined;
+  /** The erasure ledger's keys (DBFLEET_LEDGER_KEYS). */
+  ledgerKeys: LedgerKeys | undefined;
 }
 
 export function createDeps(env: Env, config: DbfleetConfig, log: Logger): FleetDeps {
@@ -71,6 +74,7 @@ export function createDeps(env: Env, config: DbfleetConfig, log: Logger): FleetD
     localObjects: new LocalObjectStore(env.DBFLEET_LOCAL_STORAGE_DIR),
     tenants: new TenantDirectory(env, config, control),
     backupKeys: env.DBFLEET_BACKUP_KEYS ? new StaticKeyProvider(env.DBFLEET_BACKUP_KEYS) : undefined,
+    ledgerKeys: ledgerKeysFrom(env.DBFLEET_LEDGER_KEYS),
   };
 }
 

@@ -8,3 +8,4 @@ Object.assign(process.env, inject('servicesEnv'), {
 
 // Backups are sealed: every test process (and the workers it spawns) gets a master key of its own.
 process.env.DBFLEET_BACKUP_KEYS ??= `test-1:${randomBytes(32).toString('base64')}`;
+process.env.DBFLEET_LEDGER_KEYS ??= `ledger-1:${randomBytes(32).toString('base64')}`;
