@@ -1,5 +1,6 @@
 /** The erase job on the real services: exactly what the map says, nothing else, verified, recorded. */
 import { describe, expect } from 'vitest';
+import { AuditDrain } from '../src/control/audit-drain.ts';
 import { anonymisedValue } from '../src/erase/anonymise.ts';
 import { ErasureLedger, receiptIsAuthentic, receiptOf } from '../src/erase/ledger.ts';
 import { defineConfig } from '../src/config/define.ts';
@@ -29,7 +30,8 @@ function expectDemoErasure(before: Snapshot, after: Snapshot, subject: number, p
       for (const [k, r] of theirs) expect(now.get(k)).toEqual({ ...r, userId: pseudonym });
       expect(now.size).toBe(was.size);
     } else if (location === 'mongo:audit_log') {
-      for (const [k, r] of theirs) expect(now.get(k)).toEqual({ ...r, userId: pseudonym, ip: null, userAgent: null });
+      for (const [k, r] of theirs)
+        expect(now.get(k)).toEqual({ ...r, userId: pseudonym, ip: null, userAgent: null });
       expect(now.size).toBe(was.size);
     } else {
       for (const [k] of theirs) expect(now.has(k), `${location} ${k}`).toBe(false);
@@ -54,7 +56,11 @@ test('the demo tenant: a subject deleted and anonymised exactly as the map says,
   const before = await snapshot(tenant);
   startWorker();
 
-  const job = await client.enqueue('erase', { tenant: tenant.id, subject: { id: String(subject) } }, { requestedBy: 'dpo@example.test' });
+  const job = await client.enqueue(
+    'erase',
+    { tenant: tenant.id, subject: { id: String(subject) } },
+    { requestedBy: 'dpo@example.test' },
+  );
   const result = await job.waitForResult({ timeoutMs: 60_000 });
   expect(result).toEqual({
     erasureId: expect.any(String),
@@ -126,7 +132,13 @@ test('a dry run counts per location and changes nothing; nothing is recorded', a
   const result = await (
     await client.enqueue('erase', { tenant: tenant.id, subject: { id: String(ids[2]) }, dryRun: true })
   ).waitForResult({ timeoutMs: 60_000 });
-  expect(result).toMatchObject({ erasureId: null, dryRun: true, deleted: 13, anonymised: 6, verified: false });
+  expect(result).toMatchObject({
+    erasureId: null,
+    dryRun: true,
+    deleted: 13,
+    anonymised: 6,
+    verified: false,
+  });
   expect(await snapshot(tenant)).toEqual(before);
   expect(await new ErasureLedger(deps.control.pool, deps.prefix).list({ tenant: tenant.id })).toEqual([]);
 });
@@ -149,6 +161,8 @@ test('a map naming a missing column fails before changing anything, naming it, a
   expect(await snapshot(tenant)).toEqual(before);
   const rows = await new ErasureLedger(deps.control.pool, deps.prefix).list({ tenant: tenant.id });
   expect(rows).toEqual([]);
+  await deps.audit.flushed();
+  await new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log).drainAll();
   const audit = await deps.control.pool.query(
     `SELECT attempt, error_code FROM dbfleet.job_events WHERE prefix = $1 AND status = 'failed'`,
     [deps.prefix],
@@ -273,11 +287,16 @@ describe('a second schema: a reference chain three levels deep, anonymised and d
     );
     const linesOf3 = new Set(before.lines.filter((l) => invoicesOf3.has(l.invoice_id)).map((l) => l.id));
     expect(linesOf3.size).toBe(9);
-    expect(after.lines).toEqual(before.lines.map((l) => (linesOf3.has(l.id) ? { ...l, description: null } : l)));
+    expect(after.lines).toEqual(
+      before.lines.map((l) => (linesOf3.has(l.id) ? { ...l, description: null } : l)),
+    );
     expect(after.notes).toEqual(before.notes.filter((n) => !linesOf3.has(n.line_id)));
-    expect(await tenant.mongo.collection('tickets').find({}, { projection: { _id: 0 } }).toArray()).toEqual([
-      { customerRef: 'C-4', text: 'c' },
-    ]);
+    expect(
+      await tenant.mongo
+        .collection('tickets')
+        .find({}, { projection: { _id: 0 } })
+        .toArray(),
+    ).toEqual([{ customerRef: 'C-4', text: 'c' }]);
 
     // Again: the pseudonymised customer is still found and checked, and nothing changes.
     const again = await (
@@ -308,8 +327,12 @@ describe('a second schema: a reference chain three levels deep, anonymised and d
       (await client.enqueue('erase', { tenant: tenant.id, subject: { id: 'C-1' } })).waitForResult({
         timeoutMs: 60_000,
       }),
-    ).rejects.toThrow(/table note_reactions refers to line_notes \(note_reactions_note_id_fkey\) and is not in the map/);
-    const email = await tenant.pg.withClient(async (c) => (await c.query('SELECT email FROM customers')).rows);
+    ).rejects.toThrow(
+      /table note_reactions refers to line_notes \(note_reactions_note_id_fkey\) and is not in the map/,
+    );
+    const email = await tenant.pg.withClient(
+      async (c) => (await c.query('SELECT email FROM customers')).rows,
+    );
     expect(email).toEqual([{ email: 'c1@shop.test' }]);
   });
 });
@@ -319,12 +342,28 @@ test('the personal-data map is checked as declared: unknown fields, paths to now
     defineConfig({
       personalData: [
         { store: 'postgres', name: 'a', subjectField: 'id', action: 'delete', colour: 'red' } as never,
-        { store: 'postgres', name: 'b', through: { location: 'nope', field: 'a_id', key: 'id' }, action: 'delete' },
+        {
+          store: 'postgres',
+          name: 'b',
+          through: { location: 'nope', field: 'a_id', key: 'id' },
+          action: 'delete',
+        },
         { store: 'postgres', name: 'c', through: { location: 'd', field: 'x', key: 'id' }, action: 'delete' },
         { store: 'postgres', name: 'd', through: { location: 'c', field: 'y', key: 'id' }, action: 'delete' },
-        { store: 'mongo', name: 'e', subjectField: 'u', action: 'anonymise', anonymise: { u: { hash: { salt: 1 } } as never } },
+        {
+          store: 'mongo',
+          name: 'e',
+          subjectField: 'u',
+          action: 'anonymise',
+          anonymise: { u: { hash: { salt: 1 } } as never },
+        },
         { store: 'postgres', name: 'f', subjectField: 'id', action: 'anonymise', anonymise: { k: 'null' } },
-        { store: 'postgres', name: 'g', through: { location: 'f', field: 'f_k', key: 'k' }, action: 'delete' },
+        {
+          store: 'postgres',
+          name: 'g',
+          through: { location: 'f', field: 'f_k', key: 'k' },
+          action: 'delete',
+        },
         { store: 'postgres', name: 'h', subjectField: 'id', subjectType: 'number', action: 'delete' },
       ],
     }),
@@ -341,4 +380,3 @@ test('the personal-data map is checked as declared: unknown fields, paths to now
     ),
   );
 });
-

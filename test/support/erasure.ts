@@ -30,7 +30,11 @@ export async function fillDemo(t: TenantHandle, n = 30, base = 7_340_000): Promi
   });
   await t.mongo
     .collection('sessions')
-    .insertMany(ids.flatMap((id) => [1, 2].map((k) => ({ _id: `s-${id}-${k}`, userId: id, device: 'web' }))) as Document[]);
+    .insertMany(
+      ids.flatMap((id) =>
+        [1, 2].map((k) => ({ _id: `s-${id}-${k}`, userId: id, device: 'web' })),
+      ) as Document[],
+    );
   const asNumber = [(id: number) => new Int32(id), (id: number) => Long.fromNumber(id), (id: number) => id];
   await t.mongo.collection('listening_events').insertMany(
     ids.flatMap((id) =>
