@@ -125,6 +125,8 @@ export async function eraseSubject(req: EraseRequest, s: EraseServices): Promise
         outcome.verified,
       );
       await s.checkpoint.finish({ ...cp, outcome });
+      const { deleted, anonymised, verified } = outcome;
+      s.log.info({ erasureId, deleted, anonymised, verified }, 'erasure complete');
       return outcome;
     }),
   );
