@@ -37,7 +37,7 @@ async function redisText(redis: import('ioredis').Redis): Promise<string> {
               : type === 'set'
                 ? await redis.smembers(key)
                 : type === 'zset'
-                  ? await redis.zrange(key, 0, -1)
+                  ? await redis.zrange(key, '0', '-1')
                   : type === 'stream'
                     ? await redis.xrange(key, '-', '+')
                     : null;
@@ -58,7 +58,10 @@ test('after an erase (and a failed one), the subject is in no Redis key, log lin
   const subject = ids[3]!;
   const secrets = [String(subject), email(subject), displayName(subject)];
   const port = await freePort();
-  const worker = await spawnWorker({ args: ['--metrics-port', String(port)], env: { DBFLEET_LOG_LEVEL: 'debug' } });
+  const worker = await spawnWorker({
+    args: ['--metrics-port', String(port)],
+    env: { DBFLEET_LOG_LEVEL: 'debug' },
+  });
 
   const dry = await (
     await client.enqueue('erase', { tenant: tenant.id, subject: { id: String(subject) }, dryRun: true })
@@ -84,7 +87,9 @@ test('after an erase (and a failed one), the subject is in no Redis key, log lin
   // The payloads are redacted once the jobs have finished; wait for that.
   const queue = client.queue('erase');
   await expect
-    .poll(async () => (await queue.getJobs(['completed', 'failed'])).every((j) => j.data.redacted), { timeout: 10_000 })
+    .poll(async () => (await queue.getJobs(['completed', 'failed'])).every((j) => j.data.redacted), {
+      timeout: 10_000,
+    })
     .toBe(true);
   await deps.audit.flushed();
   await new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log).drainAll();

@@ -204,6 +204,8 @@ const chainConfig = defineConfig({
       through: { location: 'invoice_lines', field: 'line_id', key: 'id' },
       action: 'delete',
     },
+    // An integer subject column: 'C-3' is no integer, so nothing there can be the subject's.
+    { store: 'postgres', name: 'loyalty_cards', subjectField: 'customer_no', action: 'delete' },
     {
       store: 'mongo',
       name: 'tickets',
@@ -229,6 +231,8 @@ describe('a second schema: a reference chain three levels deep, anonymised and d
         CREATE TABLE invoices (id serial PRIMARY KEY, customer_id int NOT NULL REFERENCES customers (id), billing_address text, total numeric);
         CREATE TABLE invoice_lines (id serial PRIMARY KEY, invoice_id int NOT NULL REFERENCES invoices (id), description text, amount numeric);
         CREATE TABLE line_notes (id serial PRIMARY KEY, line_id int NOT NULL REFERENCES invoice_lines (id), body text);
+        CREATE TABLE loyalty_cards (customer_no int, points int);
+        INSERT INTO loyalty_cards VALUES (3, 10);
         INSERT INTO customers (ref, email, full_name, phone)
           SELECT 'C-' || i, 'c' || i || '@shop.test', 'Customer ' || i, '+49 30 ' || i FROM generate_series(1, 6) i;
         INSERT INTO invoices (customer_id, billing_address, total) SELECT 1 + i % 6, 'Street ' || i, i FROM generate_series(0, 17) i;
@@ -263,6 +267,7 @@ describe('a second schema: a reference chain three levels deep, anonymised and d
       { store: 'postgres', name: 'invoice_lines', action: 'anonymise', count: 9, remaining: 0 },
       { store: 'postgres', name: 'invoices', action: 'anonymise', count: 3, remaining: 0 },
       { store: 'postgres', name: 'customers', action: 'anonymise', count: 1, remaining: 0 },
+      { store: 'postgres', name: 'loyalty_cards', action: 'delete', count: 0, remaining: 0 },
       { store: 'mongo', name: 'tickets', action: 'delete', count: 2, remaining: 0 },
     ]);
     expect(result.verified).toBe(true);
@@ -318,6 +323,7 @@ describe('a second schema: a reference chain three levels deep, anonymised and d
         CREATE TABLE invoice_lines (id serial PRIMARY KEY, invoice_id int NOT NULL REFERENCES invoices (id), description text);
         CREATE TABLE line_notes (id serial PRIMARY KEY, line_id int NOT NULL REFERENCES invoice_lines (id), body text);
         CREATE TABLE note_reactions (note_id int NOT NULL REFERENCES line_notes (id), emoji text);
+        CREATE TABLE loyalty_cards (customer_no int, points int);
         INSERT INTO customers (ref, email) VALUES ('C-1', 'c1@shop.test');
       `),
     );

@@ -33,8 +33,19 @@ interface PgPlan {
   values: unknown[];
 }
 
-async function planPostgres(map: ResolvedMap, target: MapTarget, src: PseudonymSource): Promise<PgPlan[]> {
-  const castable = await castableTypes(target.pg, map.postgres, src.subjectId);
+/**
+ * The subject columns' types the subject id is a value of. Asked before a transaction begins: a
+ * failed cast inside one would abort it.
+ */
+export const subjectTypes = (map: ResolvedMap, target: MapTarget, subjectId: string) =>
+  castableTypes(target.pg, map.postgres, subjectId);
+
+function planPostgres(
+  map: ResolvedMap,
+  target: MapTarget,
+  src: PseudonymSource,
+  castable: ReadonlySet<string>,
+): PgPlan[] {
   return map.postgres.map((loc) => {
     const expected = expectedValues(loc, src);
     return {
@@ -59,7 +70,7 @@ export async function countPostgres(
   src: PseudonymSource,
 ): Promise<Counts> {
   const counts: Counts = {};
-  for (const p of await planPostgres(map, target, src))
+  for (const p of planPostgres(map, target, src, await subjectTypes(map, target, src.subjectId)))
     counts[p.loc.id] =
       p.cond === null
         ? 0
@@ -75,15 +86,16 @@ export async function countPostgres(
 
 /**
  * Every table's deletes and updates, in order, in the caller's transaction (`target.pg` must be in
- * one). Returns the rows changed per table.
+ * one; `castable` from subjectTypes, asked before it began). Returns the rows changed per table.
  */
 export async function erasePostgres(
   map: ResolvedMap,
   target: MapTarget,
   src: PseudonymSource,
+  castable: ReadonlySet<string>,
 ): Promise<Counts> {
   const counts: Counts = {};
-  for (const p of await planPostgres(map, target, src)) {
+  for (const p of planPostgres(map, target, src, castable)) {
     if (p.cond === null) {
       counts[p.loc.id] = 0;
       continue;
@@ -113,7 +125,7 @@ export async function verifyPostgres(
   src: PseudonymSource,
 ): Promise<Counts> {
   const remaining: Counts = {};
-  for (const p of await planPostgres(map, target, src)) {
+  for (const p of planPostgres(map, target, src, await subjectTypes(map, target, src.subjectId))) {
     const pseudonym = pseudonymOfSubject(p.loc, src);
     const found = [
       ...(p.cond === null ? [] : [p.cond]),

@@ -20,6 +20,7 @@ import {
   countPostgres,
   eraseMongoLocation,
   erasePostgres,
+  subjectTypes,
   verifyMongoLocation,
   verifyPostgres,
   type Counts,
@@ -148,8 +149,9 @@ async function erasePass(
   const total = map.postgres.length + map.mongo.length;
   if (!cp.postgres) {
     const client = target.pg as pg.PoolClient;
+    const castable = await subjectTypes(map, target, src.subjectId);
     const changed = await inTransaction(client, async () => {
-      const now = await erasePostgres(map, target, src);
+      const now = await erasePostgres(map, target, src, castable);
       // A retry of a transaction that did commit changes nothing: it reports what was recorded.
       const merged: Counts = {};
       for (const k of Object.keys(now)) merged[k] = Math.max(now[k]!, cp.postgresPending?.[k] ?? 0);

@@ -4,6 +4,7 @@
  * from it: JSON an operator can hand to the person or the data-protection officer, authenticated
  * with the ledger key, naming the subject only by its keyed hash.
  */
+import { timingSafeEqual } from 'node:crypto';
 import type pg from 'pg';
 import type { LedgerKeys } from './ledger-keys.ts';
 
@@ -156,7 +157,9 @@ export function receiptOf(row: ErasureRow, keys: LedgerKeys): Receipt {
 export function receiptIsAuthentic(receipt: Receipt, keys: LedgerKeys): boolean {
   const { mac, ...body } = receipt;
   try {
-    return typeof mac === 'string' && keys.mac(canonical(body), receipt.keyId) === mac;
+    const want = Buffer.from(keys.mac(canonical(body), receipt.keyId));
+    const got = Buffer.from(typeof mac === 'string' ? mac : '');
+    return got.length === want.length && timingSafeEqual(got, want);
   } catch {
     return false;
   }

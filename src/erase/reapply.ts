@@ -9,7 +9,7 @@ import type pg from 'pg';
 import type { Logger } from '../logger.ts';
 import { PermanentError } from '../errors.ts';
 import { inTransaction, withPoolClient } from '../stores/postgres.ts';
-import { eraseMongoLocation, erasePostgres } from './apply.ts';
+import { eraseMongoLocation, erasePostgres, subjectTypes } from './apply.ts';
 import { verifyAll } from './erase-subject.ts';
 import { sealBinding, type ErasureLedger } from './ledger.ts';
 import { requireLedgerKeys, type LedgerKeys } from './ledger-keys.ts';
@@ -58,7 +58,8 @@ export async function reapplyErasures(
     let left = 0;
     for (const s of subjects.values()) {
       const src = { key: keys.key('pseudonym', s.keyId), tenant: s.tenant, subjectId: s.subjectId };
-      await inTransaction(client, () => erasePostgres(map, target, src));
+      const castable = await subjectTypes(map, target, s.subjectId);
+      await inTransaction(client, () => erasePostgres(map, target, src, castable));
       for (const loc of map.mongo) await eraseMongoLocation(loc, map, target, src);
       const remaining = await verifyAll(map, target, src);
       left += Object.values(remaining).reduce((a, b) => a + b, 0);

@@ -146,10 +146,8 @@ export async function resolveMap(
         miss(`${where}: no such table in schema ${target.schema}`);
         continue;
       }
-      const need = [ref, ...(l.through ? [] : [])];
-      const absent = need.filter((c) => !cols.has(c));
-      if (absent.length) {
-        miss(`${where}: no column ${absent.join(', ')}`);
+      if (!cols.has(ref)) {
+        miss(`${where}: no column ${ref}`);
         continue;
       }
       r.subjectType = cols.get(ref)!;
