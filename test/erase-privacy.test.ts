@@ -3,6 +3,7 @@
  * Redis key of the deployment, the worker's log, the control database, the metrics, the board.
  */
 import { createServer } from 'node:net';
+import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
 import { AuditDrain } from '../src/control/audit-drain.ts';
 import { startBoard } from '../src/board/server.ts';
@@ -18,7 +19,7 @@ async function freePort(): Promise<number> {
 }
 
 /** Every key and value in Redis, whatever its type, as text. */
-async function redisText(redis: import('ioredis').Redis): Promise<string> {
+async function redisText(redis: Redis): Promise<string> {
   const parts: string[] = [];
   let cursor = '0';
   do {
