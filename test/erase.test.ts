@@ -386,3 +386,22 @@ test('the personal-data map is checked as declared: unknown fields, paths to now
     ),
   );
 });
+
+describe('a deployment whose config module has no personal-data map', () => {
+  test.override({ config: defineConfig({}) });
+
+  test('an erase fails at once, naming why, and records nothing', async ({
+    deps,
+    tenant,
+    client,
+    startWorker,
+  }) => {
+    startWorker();
+    await expect(
+      (await client.enqueue('erase', { tenant: tenant.id, subject: { id: '1' } })).waitForResult({
+        timeoutMs: 30_000,
+      }),
+    ).rejects.toThrow(/no personalData map/);
+    expect(await new ErasureLedger(deps.control.pool, deps.prefix).list()).toEqual([]);
+  });
+});

@@ -10,6 +10,7 @@
 import type { Db } from 'mongodb';
 import type pg from 'pg';
 import type { Result } from '../../queues/index.ts';
+import { PermanentError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { withPostgresTenantLock, type LockSettings } from '../migrations/tenant-locks.ts';
 import type { Checkpoint } from '../runtime/checkpoint.ts';
@@ -67,6 +68,12 @@ interface EraseCheckpoint {
 }
 
 export async function eraseSubject(req: EraseRequest, s: EraseServices): Promise<EraseOutcome> {
+  // With no map, nothing says where anyone's data is: "erased, verified" would be a false record.
+  if (s.map.length === 0)
+    throw new PermanentError(
+      'no_personal_data_map',
+      'the config module has no personalData map: nothing says where a data subject is, so nothing can be erased',
+    );
   const cp: EraseCheckpoint = (await s.checkpoint.get<EraseCheckpoint>()) ?? {
     keyId: s.keys.currentId,
     mongo: {},
