@@ -1,4 +1,5 @@
 /** The erase job on the real services: exactly what the map says, nothing else, verified, recorded. */
+import { Long } from 'mongodb';
 import { describe, expect } from 'vitest';
 import { AuditDrain } from '../src/control/audit-drain.ts';
 import { anonymisedValue } from '../src/erase/anonymise.ts';
@@ -280,7 +281,7 @@ describe('a second schema: a reference chain three levels deep, anonymised and d
               id: 3,
               ref: anonymisedValue({ hash: { domain: 'customer' } }, 'text', 'ref', src),
               email: expect.stringMatching(/^anon_[0-9a-f]{12}@example\.invalid$/),
-              full_name: expect.stringMatching(/^Anonymous [0-9a-f]{6}$/),
+              full_name: expect.stringMatching(/^Anonymous [0-9a-f]{8}$/),
               phone: null,
             }
           : c,
@@ -403,5 +404,157 @@ describe('a deployment whose config module has no personal-data map', () => {
       }),
     ).rejects.toThrow(/no personalData map/);
     expect(await new ErasureLedger(deps.control.pool, deps.prefix).list()).toEqual([]);
+  });
+});
+
+describe('subject ids are read the same way by every store', () => {
+  test('an id with a surrounding space is refused at enqueue; ids past 2^53 match the exact 64-bit integer', async ({
+    tenant,
+    client,
+    startWorker,
+  }) => {
+    await expect(client.enqueue('erase', { tenant: tenant.id, subject: { id: ' 42' } })).rejects.toThrow(
+      /subject\.id: must not begin or end with a space/,
+    );
+    const big = '9007199254740993'; // 2^53 + 1: as a double it would be 2^53
+    await tenant.mongo.collection('sessions').insertMany([
+      { _id: 'big-long' as never, userId: Long.fromString(big) },
+      { _id: 'big-double' as never, userId: 2 ** 53 },
+      { _id: 'big-string' as never, userId: big },
+    ]);
+    startWorker();
+    const r = await (
+      await client.enqueue('erase', { tenant: tenant.id, subject: { id: big } })
+    ).waitForResult({ timeoutMs: 60_000 });
+    expect(r.locations.find((l) => l.name === 'sessions')).toMatchObject({ count: 1, remaining: 0 });
+    // The map says sessions hold the id as a number: the string and the other number stay.
+    expect(
+      (
+        await tenant.mongo
+          .collection('sessions')
+          .find({}, { projection: { _id: 1 } })
+          .toArray()
+      ).map((d) => d._id),
+    ).toEqual(['big-double', 'big-string']);
+  });
+});
+
+describe('hard schemas: a length-limited id column, null path keys, a partitioned table', () => {
+  test.override({
+    config: defineConfig({
+      personalData: [
+        { store: 'postgres', name: 'accounts', subjectField: 'ref', action: 'delete' },
+        { store: 'postgres', name: 'visits', subjectField: 'account_ref', action: 'delete' },
+        { store: 'mongo', name: 'orders', subjectField: 'customer', action: 'delete' },
+        {
+          store: 'mongo',
+          name: 'order_items',
+          through: { location: 'orders', field: 'order', key: 'ref' },
+          action: 'delete',
+        },
+      ],
+    }),
+  });
+
+  test('only the subject is reached', async ({ tenant, client, startWorker }) => {
+    await tenant.pg.withClient((c) =>
+      c.query(`
+        CREATE TABLE accounts (ref varchar(12) PRIMARY KEY, name text);
+        INSERT INTO accounts VALUES ('CUST-0000042', 'someone else'), ('CUST-0000043', 'the subject');
+        CREATE TABLE visits (account_ref varchar(12) REFERENCES accounts (ref), at date NOT NULL) PARTITION BY RANGE (at);
+        CREATE TABLE visits_2026 PARTITION OF visits FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+        INSERT INTO visits VALUES ('CUST-0000042', '2026-05-01'), ('CUST-0000043', '2026-05-02');
+      `),
+    );
+    await tenant.mongo.collection('orders').insertMany([
+      { ref: 'o1', customer: 'CUST-0000043' },
+      { ref: null, customer: 'CUST-0000043' },
+      { ref: 'o2', customer: 'CUST-0000042' },
+    ]);
+    await tenant.mongo
+      .collection('order_items')
+      .insertMany([
+        { order: 'o1', sku: 'a' },
+        { order: 'o2', sku: 'b' },
+        { sku: 'no order' },
+        { order: null, sku: 'null order' },
+      ]);
+    startWorker();
+    // A typo one character past the column's length: a cast to varchar(12) would cut it to
+    // someone else's id.
+    const typo = await (
+      await client.enqueue('erase', { tenant: tenant.id, subject: { id: 'CUST-0000042X' } })
+    ).waitForResult({ timeoutMs: 60_000 });
+    expect(typo).toMatchObject({ deleted: 0, verified: true });
+    const r = await (
+      await client.enqueue('erase', { tenant: tenant.id, subject: { id: 'CUST-0000043' } })
+    ).waitForResult({ timeoutMs: 60_000 });
+    expect(r.locations).toEqual([
+      { store: 'postgres', name: 'visits', action: 'delete', count: 1, remaining: 0 },
+      { store: 'postgres', name: 'accounts', action: 'delete', count: 1, remaining: 0 },
+      { store: 'mongo', name: 'order_items', action: 'delete', count: 1, remaining: 0 },
+      { store: 'mongo', name: 'orders', action: 'delete', count: 2, remaining: 0 },
+    ]);
+    expect(await tenant.pg.withClient(async (c) => (await c.query('SELECT ref FROM accounts')).rows)).toEqual(
+      [{ ref: 'CUST-0000042' }],
+    );
+    // The subject's order without a ref did not take the items without an order with it.
+    expect(
+      (
+        await tenant.mongo
+          .collection('order_items')
+          .find({}, { projection: { _id: 0, sku: 1 } })
+          .toArray()
+      ).map((d) => d.sku),
+    ).toEqual(['b', 'no order', 'null order']);
+  });
+});
+
+describe('foreign keys that would fail the erase or delete what the map keeps', () => {
+  test.override({
+    config: defineConfig({
+      personalData: [
+        { store: 'postgres', name: 'members', subjectField: 'id', action: 'delete' },
+        {
+          store: 'postgres',
+          name: 'receipts',
+          subjectField: 'member_id',
+          action: 'anonymise',
+          anonymise: { email: 'null' },
+        },
+      ],
+    }),
+  });
+
+  test('a self-reference and a cascade into an anonymised table are refused before anything changes', async ({
+    tenant,
+    client,
+    startWorker,
+  }) => {
+    await tenant.pg.withClient((c) =>
+      c.query(`
+        CREATE TABLE members (id int PRIMARY KEY, invited_by int REFERENCES members (id));
+        CREATE TABLE receipts (id int PRIMARY KEY, member_id int REFERENCES members (id) ON DELETE CASCADE, email text);
+        INSERT INTO members VALUES (1, NULL), (2, 1);
+        INSERT INTO receipts VALUES (10, 1, 'one@example.test');
+      `),
+    );
+    startWorker();
+    const job = await client.enqueue('erase', { tenant: tenant.id, subject: { id: '1' } });
+    const err = await job.waitForResult({ timeoutMs: 60_000 }).then(
+      () => undefined,
+      (e: Error) => e.message,
+    );
+    expect(err).toMatch(
+      /members\.invited_by \(members_invited_by_fkey\) refers to members other than by the subject/,
+    );
+    expect(err).toMatch(
+      /receipts\.member_id \(receipts_member_id_fkey\) refers to members, which is deleted, but receipts is anonymised: the delete would cascade/,
+    );
+    expect(
+      await tenant.pg.withClient(
+        async (c) => (await c.query('SELECT count(*)::int AS n FROM receipts WHERE email IS NOT NULL')).rows,
+      ),
+    ).toEqual([{ n: 1 }]);
   });
 });

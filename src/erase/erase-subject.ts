@@ -10,7 +10,7 @@
 import type { Db } from 'mongodb';
 import type pg from 'pg';
 import type { Result } from '../../queues/index.ts';
-import { PermanentError } from '../errors.ts';
+import { PermanentError, TransientError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { withPostgresTenantLock, type LockSettings } from '../migrations/tenant-locks.ts';
 import type { Checkpoint } from '../runtime/checkpoint.ts';
@@ -21,7 +21,6 @@ import {
   countPostgres,
   eraseMongoLocation,
   erasePostgres,
-  subjectTypes,
   verifyMongoLocation,
   verifyPostgres,
   type Counts,
@@ -156,9 +155,17 @@ async function erasePass(
   const total = map.postgres.length + map.mongo.length;
   if (!cp.postgres) {
     const client = target.pg as pg.PoolClient;
-    const castable = await subjectTypes(map, target, src.subjectId);
     const changed = await inTransaction(client, async () => {
-      const now = await erasePostgres(map, target, src, castable);
+      const now = await erasePostgres(map, target, src).catch((err: unknown) => {
+        // The map check rules out keys that always block; this one is a row the app wrote
+        // meanwhile, referring to a row being deleted: the next attempt takes it too.
+        if ((err as { code?: string }).code === '23503')
+          throw new TransientError(
+            'erase_raced',
+            `a row referring to the subject's rows was written during the erase (${(err as { constraint?: string }).constraint ?? 'a foreign key'}); retrying`,
+          );
+        throw err;
+      });
       // A retry of a transaction that did commit changes nothing: it reports what was recorded.
       const merged: Counts = {};
       for (const k of Object.keys(now)) merged[k] = Math.max(now[k]!, cp.postgresPending?.[k] ?? 0);

@@ -116,11 +116,18 @@ export class ErasureLedger {
     return rows;
   }
 
-  /** Every erasure asked for in these tenants, oldest first: what a restore applies again. */
-  async ofTenants(tenants: string[]): Promise<ErasureRow[]> {
+  /**
+   * What a restore applies again: the tenant's erasures asked for and not failed (a failed one
+   * changed nothing to keep, or is erased again once its cause is fixed), except those finished
+   * before `since` (the backup's start: its data already lacks them, and an id since given to
+   * someone new must not be erased again).
+   */
+  async toReapply(tenant: string, since: Date): Promise<ErasureRow[]> {
     const { rows } = await this.#pool.query<ErasureRow>(
-      `SELECT * FROM dbfleet.erasures WHERE prefix = $1 AND tenant = ANY($2) ORDER BY requested_at, erasure_id`,
-      [this.#prefix, tenants],
+      `SELECT * FROM dbfleet.erasures
+       WHERE prefix = $1 AND tenant = $2 AND state <> 'failed' AND (finished_at IS NULL OR finished_at >= $3)
+       ORDER BY requested_at, erasure_id`,
+      [this.#prefix, tenant, since],
     );
     return rows;
   }

@@ -38,7 +38,7 @@ describe('anonymised values', () => {
     expect(anonymisedValue({ fake: 'email' }, 'text', 'email', src('7'))).toMatch(
       /^anon_[0-9a-f]{12}@example\.invalid$/,
     );
-    expect(anonymisedValue({ fake: 'name' }, 'text', 'name', src('7'))).toMatch(/^Anonymous [0-9a-f]{6}$/);
+    expect(anonymisedValue({ fake: 'name' }, 'text', 'name', src('7'))).toMatch(/^Anonymous [0-9a-f]{8}$/);
     expect(anonymisedValue({ fake: 'phone' }, 'text', 'phone', src('7'))).toMatch(/^\+000\d{10}$/);
     expect(anonymisedValue('null', 'text', 'x', src('7'))).toBeNull();
     expect(anonymisedValue({ fixed: '(erased)' }, 'text', 'x', src('7'))).toBe('(erased)');
