@@ -4,7 +4,7 @@
  * delete finds nothing the second time, an update filters out rows that already hold their new
  * values). The same code erases live data (erase job) and a restore's staged copy.
  */
-import type { Document, Filter } from 'mongodb';
+import { Double, Int32, Long, type Document, type Filter } from 'mongodb';
 import type pg from 'pg';
 import { quoteIdent } from '../stores/identifiers.ts';
 import type { PseudonymSource } from './anonymise.ts';
@@ -113,8 +113,32 @@ export async function erasePostgres(
 
 // ---- MongoDB ----
 
-function stillToAnonymise(loc: ResolvedLocation, src: PseudonymSource): Filter<Document> {
-  return { $or: expectedValues(loc, src).map((e) => ({ [e.field]: { $ne: e.value } })) };
+/** A stored value as MongoDB's `$ne` compares it with a plain one: numbers by value, missing as null. */
+function plain(v: unknown): unknown {
+  if (v === undefined) return null;
+  if (v instanceof Long) return v.toNumber();
+  if (v instanceof Int32 || v instanceof Double) return v.valueOf();
+  return v;
+}
+
+/**
+ * The `_id`s of the subject's documents with a field not yet its anonymised value. Found with the
+ * subject's filter alone and compared here: with the comparison in the query (`$and` of the
+ * filter and an `$or` of `$ne`s) FerretDB left the index unused, 1.4 s for one subject among 10M
+ * events instead of 40 ms.
+ */
+async function toAnonymise(
+  loc: ResolvedLocation,
+  filter: Filter<Document>,
+  target: MapTarget,
+  src: PseudonymSource,
+): Promise<unknown[]> {
+  const expected = expectedValues(loc, src);
+  const projection = Object.fromEntries(expected.map((e) => [e.field, 1]));
+  const ids: unknown[] = [];
+  for await (const d of target.mongo.collection(loc.physical).find(filter, { projection }))
+    if (expected.some((e) => plain(d[e.field]) !== e.value)) ids.push(d._id);
+  return ids;
 }
 
 const filterOf = (loc: ResolvedLocation, map: ResolvedMap, target: MapTarget, src: PseudonymSource) =>
@@ -129,13 +153,14 @@ export async function countMongoLocation(
 ): Promise<number> {
   const filter = await filterOf(loc, map, target, src);
   if (!filter) return 0;
-  const coll = target.mongo.collection(loc.physical);
   return loc.action === 'delete'
-    ? coll.countDocuments(filter)
-    : coll.countDocuments({ $and: [filter, stillToAnonymise(loc, src)] });
+    ? target.mongo.collection(loc.physical).countDocuments(filter)
+    : (await toAnonymise(loc, filter, target, src)).length;
 }
 
 export const verifyMongoLocation = countMongoLocation;
+
+const ID_BATCH = 1_000;
 
 export async function eraseMongoLocation(
   loc: ResolvedLocation,
@@ -148,5 +173,11 @@ export async function eraseMongoLocation(
   const coll = target.mongo.collection(loc.physical);
   if (loc.action === 'delete') return (await coll.deleteMany(filter)).deletedCount;
   const set = Object.fromEntries(expectedValues(loc, src).map((e) => [e.field, e.value]));
-  return (await coll.updateMany({ $and: [filter, stillToAnonymise(loc, src)] }, { $set: set })).modifiedCount;
+  const ids = await toAnonymise(loc, filter, target, src);
+  let changed = 0;
+  for (let i = 0; i < ids.length; i += ID_BATCH)
+    changed += (
+      await coll.updateMany({ _id: { $in: ids.slice(i, i + ID_BATCH) } } as Filter<Document>, { $set: set })
+    ).modifiedCount;
+  return changed;
 }
