@@ -93,7 +93,7 @@ describe('export bundle tar', () => {
   test('a damaged header, a cut archive and trailing data are refused', async () => {
     const tar = await collect(tarStream(entries, new Date()));
     const flipped = Buffer.from(tar);
-    flipped[3] ^= 1;
+    flipped[3] = flipped[3]! ^ 1;
     await expect(read(flipped)).rejects.toThrow(/checksum does not match/);
     await expect(read(tar.subarray(0, tar.length - 1024))).rejects.toThrow(TarError);
     await expect(read(tar.subarray(0, 700))).rejects.toThrow(/ends before its end/);
