@@ -2,10 +2,23 @@ import { z } from 'zod';
 import { defaultPolicy, defineJob } from './contract.ts';
 import { dryRun, tenantId } from './fields.ts';
 
+/**
+ * A subject id exactly as the stores hold it: no surrounding space or control character, which one
+ * store would read past and another not.
+ */
+export const subjectId = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(
+    /^[^\s\p{Cc}](?:[^\p{Cc}]*[^\s\p{Cc}])?$/u,
+    'must not begin or end with a space, nor hold control characters',
+  );
+
 export const payload = z.strictObject({
   tenant: tenantId,
   /** The data subject, as the personal-data map identifies people (the demo app: a user id). */
-  subject: z.strictObject({ id: z.string().min(1).max(200) }),
+  subject: z.strictObject({ id: subjectId }),
   dryRun,
 });
 

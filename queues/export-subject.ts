@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defaultPolicy, defineJob } from './contract.ts';
+import { subjectId } from './erase.ts';
 import { tenantId } from './fields.ts';
 
 /** S3 refuses presigned URLs valid for longer than a week (SigV4's X-Amz-Expires limit). */
@@ -10,7 +11,7 @@ export const MIN_EXPIRES_SECONDS = 60;
 export const payload = z.strictObject({
   tenant: tenantId,
   /** The data subject, as the personal-data map identifies people (the demo app: a user id). */
-  subject: z.strictObject({ id: z.string().min(1).max(200) }),
+  subject: z.strictObject({ id: subjectId }),
   destination: z.enum(['s3', 'local']).default('s3'),
   /** How long the bundle and its link live; the bundle is deleted once this has passed. */
   expiresInSeconds: z

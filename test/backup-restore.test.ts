@@ -75,7 +75,7 @@ test('a filled tenant backs up and restores into a new tenant exactly; sequences
     requestedBy: 'test',
   });
   for (const s of status.stores) expect(s).toMatchObject({ pending: [] });
-  expect(status.stores.map((s) => s.current)).toEqual(['2', '2']);
+  expect(status.stores.map((s) => s.current)).toEqual(['3', '2']);
   expect(await new RestoreRecords(deps.control.pool, deps.prefix).list(target.id)).toMatchObject([
     { state: 'complete', backup_id: backup.backupId, source_tenant: tenant.id, erasures_reapplied: 0 },
   ]);

@@ -29,7 +29,7 @@ test('tenants, enqueue, jobs and queues commands', async ({ env, startWorker, cl
   const cli = cliFor(env);
   const tenant = cliTenant;
   expect((await cli('tenants', 'add', tenant)).stdout).toContain(
-    `${tenant}: added (schema and database t_${tenant}; postgres at 2, mongo at 2)`,
+    `${tenant}: added (schema and database t_${tenant}; postgres at 3, mongo at 2)`,
   );
   expect(JSON.parse((await cli('tenants', 'list')).stdout).map((t: { id: string }) => t.id)).toContain(
     tenant,

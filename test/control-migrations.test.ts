@@ -154,6 +154,6 @@ describe('control database migrations', () => {
       new ControlDb(scratch, 'p').migrate(),
       new ControlDb(scratch, 'p').migrate(),
     ]);
-    expect(applied.flat().sort()).toEqual(controlMigrations.map((m) => m.version));
+    expect(applied.flat().sort((a, b) => a - b)).toEqual(controlMigrations.map((m) => m.version));
   });
 });

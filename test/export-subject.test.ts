@@ -273,6 +273,31 @@ describe('export-subject', () => {
     expect(Object.values(json).every((rows) => rows.length === 0)).toBe(true);
   });
 
+  test('after an erasure: what was deleted is gone, what was anonymised is still found by the pseudonym', async ({
+    deps,
+    tenant,
+    client,
+    startWorker,
+    tmp,
+  }) => {
+    await prepare(deps, tenant);
+    startWorker();
+    await (
+      await client.enqueue('erase', { tenant: tenant.id, subject: { id: ADA.id } })
+    ).waitForResult({ timeoutMs: 60_000 });
+    const result = await (
+      await client.enqueue('export-subject', { tenant: tenant.id, subject: { id: ADA.id } })
+    ).waitForResult({ timeoutMs: 60_000 });
+    expect(Object.fromEntries(result.locations.map((l) => [`${l.store}/${l.name}`, l.records]))).toEqual({
+      ...Object.fromEntries(Object.keys(ADA_COUNTS).map((k) => [k, 0])),
+      'mongo/listening_events': 3,
+      'mongo/audit_log': 1,
+    });
+    const { text, json } = await opened(deps.objects, deps, tenant.id, result.exportId, tmp);
+    expect(json['mongo/audit_log.json']![0]).toMatchObject({ _id: 'log-ada', action: 'login', ip: null });
+    for (const value of ADA_VALUES) expect(Object.values(text).join('\n')).not.toContain(value);
+  });
+
   test('a retry of the run writes the same objects and record again, under the same data key', async ({
     deps,
     tenant,
@@ -357,6 +382,10 @@ describe('export-subject', () => {
         /expiresInSeconds: Too big/,
       ],
       [{ tenant: tenant.id, subject: { id: '' } }, /subject\.id:/],
+      [
+        { tenant: tenant.id, subject: { id: ` ${ADA.id}` } },
+        /subject\.id: must not begin or end with a space/,
+      ],
       [{ tenant: tenant.id, subject: { id: ADA.id }, destination: 'ftp' }, /destination:/],
       [
         { tenant: tenant.id, subject: { id: ADA.id, email: ADA.email } },

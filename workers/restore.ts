@@ -50,16 +50,17 @@ export const restore: Handler<'restore'> = async (payload, ctx) => {
           holder: `restore job ${ctx.job.id}`,
         },
         parallel: deps.env.DBFLEET_BACKUP_PARALLEL,
-        reapplyErasures: (staged) =>
+        reapplyErasures: (staged, backup) =>
           reapplyErasures(
             {
               ledger: new ErasureLedger(ctx.control.pool, ctx.job.prefix),
               keys: deps.ledgerKeys,
               map: ctx.config.personalData ?? [],
-              tenants: [payload.tenant, targetTenant],
+              tenant: payload.tenant,
               log: ctx.log,
             },
             staged,
+            backup,
           ),
         register: async () => void (await deps.control.addTenant(targetTenant)),
       },

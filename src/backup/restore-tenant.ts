@@ -39,7 +39,7 @@ import {
   createPostgresTables,
   type PostgresSchemaScript,
 } from './postgres-schema.ts';
-import type { StagedTarget } from '../erase/reapply.ts';
+import type { Reapplied, StagedTarget } from '../erase/reapply.ts';
 import type { RestoreRecords } from './restore-records.ts';
 import {
   BackupVerifyError,
@@ -89,8 +89,14 @@ export interface RestoreServices {
   log: Logger;
   locks: LockSettings;
   parallel: number;
-  /** Applies every erasure recorded for the source tenant to the staged data; returns how many. */
-  reapplyErasures(staged: StagedData): Promise<number>;
+  /**
+   * Applies the erasures recorded for the source tenant since the backup began to the restored
+   * data, but those in `exclude`.
+   */
+  reapplyErasures(
+    staged: StagedData,
+    backup: { since: Date; exclude: readonly string[] },
+  ): Promise<Reapplied>;
   /** Registers the target tenant, once its data is in (nothing when it is registered). */
   register(): Promise<void>;
 }
@@ -182,23 +188,34 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
         const marker = await markers.findOne({ _id: tag });
         const swapping = marker?.phase === 'swapping';
         let erasures = marker?.erasures ?? 0;
+        const since = new Date(b.manifest.startedAt);
+        let applied = marker?.erasureIds ?? [];
         if (!swapping) {
           if (req.source !== req.target && !req.replace)
             await refuseNonEmptyTarget(leader, s, req.target, stores);
           await stagePostgres(b, s, leader, staging);
           await stageMongo(b, s, cp, staging);
-          erasures = await s.reapplyErasures({
-            schema: staging,
-            collection: (name) => collectionAlias(staging, name),
-            pool: s.target.pool,
-            mongo: s.target.mongo,
-          });
+          const staged = await s.reapplyErasures(
+            {
+              schema: staging,
+              collection: (name) => collectionAlias(staging, name),
+              pool: s.target.pool,
+              mongo: s.target.mongo,
+            },
+            { since, exclude: [] },
+          );
+          erasures = staged.subjects;
+          applied = staged.erasureIds;
           // Where the target's data will go, recorded before anything moves.
           await s.records.replacing(req.runId, {
             schema: stores.postgres && (await schemaExists(leader, s.target.schema)) ? replaced : null,
             collections: stores.mongo ? `${replaced}_` : null,
           });
-          await markers.updateOne({ _id: tag }, { $set: { phase: 'swapping', erasures } }, { upsert: true });
+          await markers.updateOne(
+            { _id: tag },
+            { $set: { phase: 'swapping', erasures, erasureIds: applied } },
+            { upsert: true },
+          );
         }
         await s.progress({
           phase: 'swap',
@@ -221,6 +238,19 @@ export async function restoreTenant(req: RestoreRequest, s: RestoreServices): Pr
             'swap_incomplete',
             `the restore stopped while swapping the restored data in (${classifyError(err).message}); ` +
               'retry the job to finish the swap',
+          );
+        }
+        // An erasure recorded after the staged data was erased (while a crashed attempt's locks
+        // were free) is applied to the swapped-in data now, still under the locks.
+        const late = await s.reapplyErasures(
+          { schema: s.target.schema, collection: (name) => name, pool: s.target.pool, mongo: s.target.mongo },
+          { since, exclude: applied },
+        );
+        if (late.subjects > 0) {
+          erasures += late.subjects;
+          await markers.updateOne(
+            { _id: tag },
+            { $set: { erasures }, $push: { erasureIds: { $each: late.erasureIds } } },
           );
         }
         await s.records.replacing(req.runId, { schema: replacedSchema, collections: replacedCollections });
@@ -442,6 +472,8 @@ interface SwapMarker {
   phase: 'swapping' | 'complete';
   /** Erasures applied to the staged data, for the result of a retry that only swaps. */
   erasures?: number;
+  /** Their ledger ids: a retry applies only those recorded since. */
+  erasureIds?: string[];
   /** Which collection each set-aside one was. */
   aside?: { name: string; as: string }[];
 }

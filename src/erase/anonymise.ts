@@ -34,7 +34,7 @@ export function anonymisedValue(
     switch (kind) {
       // Negative, so a pseudonym never equals a real (positive) id.
       case 'int4':
-        return -(1 + (d.readUInt32BE(0) & 0x7ffffffe));
+        return -(1 + (d.readUInt32BE(0) & 0x7fffffff)); // down to -2^31
       case 'int8':
       case 'number':
         return -(1 + d.readUIntBE(0, 6)); // 48 bits: a safe integer
@@ -54,7 +54,7 @@ export function anonymisedValue(
     case 'email':
       return `anon_${x.slice(0, 12)}@example.invalid`;
     case 'name':
-      return `Anonymous ${x.slice(0, 6)}`;
+      return `Anonymous ${x.slice(0, 8)}`;
     case 'phone':
       return `+000${BigInt(`0x${x.slice(0, 12)}`)
         .toString()
@@ -71,6 +71,7 @@ export const isSubjectUnique = (s: AnonymiseStrategy) =>
 
 /** The value kind of a PostgreSQL column, from format_type(). */
 export function pgKind(type: string): ValueKind {
+  if (type.endsWith(']')) return 'other';
   if (/^(text|character varying|character|citext|varchar)/.test(type) || type.endsWith('citext'))
     return 'text';
   if (type === 'integer') return 'int4';

@@ -9,11 +9,10 @@ import type pg from 'pg';
 import { quoteIdent } from '../stores/identifiers.ts';
 import type { PseudonymSource } from './anonymise.ts';
 import {
-  castableTypes,
+  bindSubject,
   expectedValues,
   mongoFilter,
   pgCondition,
-  pseudonymOfSubject,
   type MapTarget,
   type ResolvedLocation,
   type ResolvedMap,
@@ -26,23 +25,26 @@ export type Counts = Record<string, number>;
 interface PgPlan {
   loc: ResolvedLocation;
   table: string;
-  /** Null: the subject cannot be in this table. */
+  /** Null: no row of this table can be the subject's. */
   cond: string | null;
-  /** `(a IS DISTINCT FROM $2::t OR ...)`, and the values from $2 on. */
+  /** `(a::text IS DISTINCT FROM ($2::t)::text OR ...)`, and the values from $2 on. */
   distinct: string;
   values: unknown[];
 }
 
-async function planPostgres(map: ResolvedMap, target: MapTarget, src: PseudonymSource): Promise<PgPlan[]> {
-  const castable = await castableTypes(target.pg, map.postgres, src.subjectId);
+function planPostgres(map: ResolvedMap, target: MapTarget, src: PseudonymSource): PgPlan[] {
+  const bound = bindSubject(map, src);
   return map.postgres.map((loc) => {
     const expected = expectedValues(loc, src);
     return {
       loc,
       table: `${quoteIdent(target.schema)}.${quoteIdent(loc.physical)}`,
-      cond: pgCondition(loc, map.postgres, target.schema, castable),
+      cond: pgCondition(loc, map.postgres, target.schema, bound),
+      // As text: every type has it (json, xml and point have no equality operator).
       distinct: expected.length
-        ? `(${expected.map((e, i) => `${quoteIdent(e.field)} IS DISTINCT FROM $${i + 2}::${e.type}`).join(' OR ')})`
+        ? `(${expected
+            .map((e, i) => `(${quoteIdent(e.field)})::text IS DISTINCT FROM ($${i + 2}::${e.type})::text`)
+            .join(' OR ')})`
         : 'false',
       values: expected.map((e) => (e.value === null ? null : String(e.value))),
     };
@@ -52,14 +54,18 @@ async function planPostgres(map: ResolvedMap, target: MapTarget, src: PseudonymS
 const countOf = async (c: pg.ClientBase, sql: string, params: unknown[]) =>
   Number((await c.query<{ n: string }>(sql, params)).rows[0]!.n);
 
-/** What an erase would change in each table: rows to delete, rows with a field still to anonymise. */
+/**
+ * Rows each table still holds of the subject: for a delete, rows found; for an anonymise, rows found
+ * (by id or pseudonym) with a field not yet its anonymised value. Before an erase: what it will
+ * change; after: what the verify pass finds left (all zero: verified).
+ */
 export async function countPostgres(
   map: ResolvedMap,
   target: MapTarget,
   src: PseudonymSource,
 ): Promise<Counts> {
   const counts: Counts = {};
-  for (const p of await planPostgres(map, target, src))
+  for (const p of planPostgres(map, target, src))
     counts[p.loc.id] =
       p.cond === null
         ? 0
@@ -73,6 +79,8 @@ export async function countPostgres(
   return counts;
 }
 
+export const verifyPostgres = countPostgres;
+
 /**
  * Every table's deletes and updates, in order, in the caller's transaction (`target.pg` must be in
  * one). Returns the rows changed per table.
@@ -83,7 +91,7 @@ export async function erasePostgres(
   src: PseudonymSource,
 ): Promise<Counts> {
   const counts: Counts = {};
-  for (const p of await planPostgres(map, target, src)) {
+  for (const p of planPostgres(map, target, src)) {
     if (p.cond === null) {
       counts[p.loc.id] = 0;
       continue;
@@ -103,57 +111,23 @@ export async function erasePostgres(
   return counts;
 }
 
-/**
- * Rows that still refer to the subject (deleted tables), or that refer to it or its pseudonym and
- * hold anything but the anonymised values (anonymised tables). All zero: verified.
- */
-export async function verifyPostgres(
-  map: ResolvedMap,
-  target: MapTarget,
-  src: PseudonymSource,
-): Promise<Counts> {
-  const remaining: Counts = {};
-  for (const p of await planPostgres(map, target, src)) {
-    const pseudonym = pseudonymOfSubject(p.loc, src);
-    const found = [
-      ...(p.cond === null ? [] : [p.cond]),
-      ...(pseudonym === undefined || pseudonym === null
-        ? []
-        : [`${quoteIdent(p.loc.subjectField!)} = $${p.values.length + 2}::${p.loc.subjectType}`]),
-    ];
-    if (found.length === 0) {
-      remaining[p.loc.id] = 0;
-      continue;
-    }
-    const params = [
-      src.subjectId,
-      ...p.values,
-      ...(pseudonym === undefined || pseudonym === null ? [] : [String(pseudonym)]),
-    ];
-    const where = `(${found.join(' OR ')})${p.loc.action === 'delete' ? '' : ` AND ${p.distinct}`}`;
-    remaining[p.loc.id] = await countOf(
-      target.pg,
-      `SELECT count(*) AS n FROM ${p.table} WHERE ${where}`,
-      params,
-    );
-  }
-  return remaining;
-}
-
 // ---- MongoDB ----
 
 function stillToAnonymise(loc: ResolvedLocation, src: PseudonymSource): Filter<Document> {
   return { $or: expectedValues(loc, src).map((e) => ({ [e.field]: { $ne: e.value } })) };
 }
 
-/** What an erase would change in one collection (and what `eraseMongoLocation` then changes). */
+const filterOf = (loc: ResolvedLocation, map: ResolvedMap, target: MapTarget, src: PseudonymSource) =>
+  mongoFilter(loc, map.mongo, target.mongo, src.subjectId, bindSubject(map, src));
+
+/** What a collection still holds of the subject (as countPostgres). */
 export async function countMongoLocation(
   loc: ResolvedLocation,
   map: ResolvedMap,
   target: MapTarget,
   src: PseudonymSource,
 ): Promise<number> {
-  const filter = await mongoFilter(loc, map.mongo, target.mongo, src.subjectId);
+  const filter = await filterOf(loc, map, target, src);
   if (!filter) return 0;
   const coll = target.mongo.collection(loc.physical);
   return loc.action === 'delete'
@@ -161,35 +135,18 @@ export async function countMongoLocation(
     : coll.countDocuments({ $and: [filter, stillToAnonymise(loc, src)] });
 }
 
+export const verifyMongoLocation = countMongoLocation;
+
 export async function eraseMongoLocation(
   loc: ResolvedLocation,
   map: ResolvedMap,
   target: MapTarget,
   src: PseudonymSource,
 ): Promise<number> {
-  const filter = await mongoFilter(loc, map.mongo, target.mongo, src.subjectId);
+  const filter = await filterOf(loc, map, target, src);
   if (!filter) return 0;
   const coll = target.mongo.collection(loc.physical);
   if (loc.action === 'delete') return (await coll.deleteMany(filter)).deletedCount;
   const set = Object.fromEntries(expectedValues(loc, src).map((e) => [e.field, e.value]));
   return (await coll.updateMany({ $and: [filter, stillToAnonymise(loc, src)] }, { $set: set })).modifiedCount;
-}
-
-export async function verifyMongoLocation(
-  loc: ResolvedLocation,
-  map: ResolvedMap,
-  target: MapTarget,
-  src: PseudonymSource,
-): Promise<number> {
-  const filter = await mongoFilter(loc, map.mongo, target.mongo, src.subjectId);
-  const pseudonym = pseudonymOfSubject(loc, src);
-  const found: Filter<Document>[] = [
-    ...(filter ? [filter] : []),
-    ...(pseudonym === undefined || pseudonym === null ? [] : [{ [loc.subjectField!]: pseudonym }]),
-  ];
-  if (found.length === 0) return 0;
-  const coll = target.mongo.collection(loc.physical);
-  return loc.action === 'delete'
-    ? coll.countDocuments({ $or: found })
-    : coll.countDocuments({ $and: [{ $or: found }, stillToAnonymise(loc, src)] });
 }

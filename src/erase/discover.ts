@@ -26,8 +26,9 @@ const BY_NAME: [PersonalKind, RegExp][] = [
 
 const BY_CONTENT: [PersonalKind, RegExp][] = [
   ['email', /^[^\s@]+@[^\s@]+\.[^\s@]+$/],
-  ['ip', /^(\d{1,3}\.){3}\d{1,3}$|^[0-9a-f]{0,4}(:[0-9a-f]{0,4}){2,7}$/i],
-  ['phone', /^\+?[\d\s().-]{7,20}$/],
+  ['ip', /^(\d{1,3}\.){3}\d{1,3}$|^([0-9a-f]{1,4}:){7}[0-9a-f]{1,4}$|^(?=.*::)[0-9a-f:]{2,39}$/i],
+  // A leading + or digits in groups: not an id, a date or a time.
+  ['phone', /^\+\d[\d\s().-]{6,18}$|^\(?\d{2,5}\)?[\s.-]\d{3,4}[\s.-]?\d{3,5}$/],
 ];
 
 export interface UnmappedField {

@@ -10,6 +10,7 @@
 import type { Db } from 'mongodb';
 import type pg from 'pg';
 import type { Result } from '../../queues/index.ts';
+import { PermanentError, TransientError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { withPostgresTenantLock, type LockSettings } from '../migrations/tenant-locks.ts';
 import type { Checkpoint } from '../runtime/checkpoint.ts';
@@ -66,6 +67,12 @@ interface EraseCheckpoint {
 }
 
 export async function eraseSubject(req: EraseRequest, s: EraseServices): Promise<EraseOutcome> {
+  // With no map, nothing says where anyone's data is: "erased, verified" would be a false record.
+  if (s.map.length === 0)
+    throw new PermanentError(
+      'no_personal_data_map',
+      'the config module has no personalData map: nothing says where a data subject is, so nothing can be erased',
+    );
   const cp: EraseCheckpoint = (await s.checkpoint.get<EraseCheckpoint>()) ?? {
     keyId: s.keys.currentId,
     mongo: {},
@@ -125,6 +132,8 @@ export async function eraseSubject(req: EraseRequest, s: EraseServices): Promise
         outcome.verified,
       );
       await s.checkpoint.finish({ ...cp, outcome });
+      const { deleted, anonymised, verified } = outcome;
+      s.log.info({ erasureId, deleted, anonymised, verified }, 'erasure complete');
       return outcome;
     }),
   );
@@ -147,7 +156,16 @@ async function erasePass(
   if (!cp.postgres) {
     const client = target.pg as pg.PoolClient;
     const changed = await inTransaction(client, async () => {
-      const now = await erasePostgres(map, target, src);
+      const now = await erasePostgres(map, target, src).catch((err: unknown) => {
+        // The map check rules out keys that always block; this one is a row the app wrote
+        // meanwhile, referring to a row being deleted: the next attempt takes it too.
+        if ((err as { code?: string }).code === '23503')
+          throw new TransientError(
+            'erase_raced',
+            `a row referring to the subject's rows was written during the erase (${(err as { constraint?: string }).constraint ?? 'a foreign key'}); retrying`,
+          );
+        throw err;
+      });
       // A retry of a transaction that did commit changes nothing: it reports what was recorded.
       const merged: Counts = {};
       for (const k of Object.keys(now)) merged[k] = Math.max(now[k]!, cp.postgresPending?.[k] ?? 0);

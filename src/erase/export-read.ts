@@ -10,7 +10,7 @@
 import { BSON, Long, type Db, type Document } from 'mongodb';
 import type pg from 'pg';
 import { quoteIdent } from '../stores/identifiers.ts';
-import { mongoFilter, pgCondition, type ResolvedLocation } from './resolve.ts';
+import { mongoFilter, pgCondition, type ResolvedLocation, type SubjectBinding } from './resolve.ts';
 
 export const READ_BATCH = 1_000;
 const CURSOR = 'dbfleet_export';
@@ -25,11 +25,11 @@ export async function* postgresRows(
   schema: string,
   loc: ResolvedLocation,
   all: readonly ResolvedLocation[],
-  castable: ReadonlySet<string>,
+  bound: SubjectBinding,
   subjectId: string,
 ): AsyncGenerator<string[]> {
-  const cond = pgCondition(loc, all, schema, castable);
-  if (cond === null) return; // the subject id cannot be a value of the column: no row is theirs
+  const cond = pgCondition(loc, all, schema, bound);
+  if (cond === null) return; // neither the id nor a pseudonym of it can be in the column
   // `x.*` is the whole row even when the table has a column named x.
   await client.query(
     `DECLARE ${CURSOR} NO SCROLL CURSOR FOR SELECT row_to_json(x.*)::text AS j ` +
@@ -74,8 +74,9 @@ export async function* mongoDocuments(
   loc: ResolvedLocation,
   all: readonly ResolvedLocation[],
   subjectId: string,
+  bound: SubjectBinding,
 ): AsyncGenerator<string[]> {
-  const filter = await mongoFilter(loc, all, db, subjectId);
+  const filter = await mongoFilter(loc, all, db, subjectId, bound);
   if (!filter) return;
   let batch: string[] = [];
   for await (const doc of db.collection(loc.physical).find(filter, { batchSize: READ_BATCH })) {

@@ -32,7 +32,7 @@ import type { ExportRecords } from './export-records.ts';
 import { jsonArray, Spool, type SpooledFile } from './export-spool.ts';
 import type { LedgerKeys } from './ledger-keys.ts';
 import { locationId, type PersonalDataLocation } from './map.ts';
-import { castableTypes, resolveMap, type ResolvedLocation } from './resolve.ts';
+import { bindSubject, resolveMap, type ResolvedLocation } from './resolve.ts';
 
 export type ExportOutcome = Result<'export-subject'>;
 
@@ -191,8 +191,14 @@ async function readAll(
         { pg: client, schema, mongo: s.target.mongo },
         { tenant: req.tenant },
       );
-      // Before the transaction: a subject id that is no value of a column's type fails its probe.
-      const castable = await castableTypes(client, map.postgres, req.subjectId);
+      // The same binding erasure uses: the column types the id is a value of, and the pseudonym
+      // a location's subject field holds once anonymised (such rows are still the person's, to
+      // whoever holds the ledger key).
+      const bound = bindSubject(map, {
+        key: s.ledgerKeys.key('pseudonym'),
+        tenant: req.tenant,
+        subjectId: req.subjectId,
+      });
       const resolved = new Map([...map.postgres, ...map.mongo].map((l) => [l.id, l]));
       const order = s.map.map((l) => resolved.get(locationId(l))).filter((l) => l !== undefined);
       await s.records.begin({
@@ -216,8 +222,8 @@ async function readAll(
           const counted = { records: 0 };
           const batches =
             loc.store === 'postgres'
-              ? postgresRows(client, schema, loc, map.postgres, castable, req.subjectId)
-              : mongoDocuments(s.target.mongo, loc, map.mongo, req.subjectId);
+              ? postgresRows(client, schema, loc, map.postgres, bound, req.subjectId)
+              : mongoDocuments(s.target.mongo, loc, map.mongo, req.subjectId, bound);
           const file = await spool.write(jsonArray(batches, counted));
           out.push({ loc, file, records: counted.records });
           records += counted.records;

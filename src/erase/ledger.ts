@@ -4,6 +4,7 @@
  * from it: JSON an operator can hand to the person or the data-protection officer, authenticated
  * with the ledger key, naming the subject only by its keyed hash.
  */
+import { timingSafeEqual } from 'node:crypto';
 import type pg from 'pg';
 import type { LedgerKeys } from './ledger-keys.ts';
 
@@ -115,11 +116,18 @@ export class ErasureLedger {
     return rows;
   }
 
-  /** Every erasure asked for in these tenants, oldest first: what a restore applies again. */
-  async ofTenants(tenants: string[]): Promise<ErasureRow[]> {
+  /**
+   * What a restore applies again: the tenant's erasures asked for and not failed (a failed one
+   * changed nothing to keep, or is erased again once its cause is fixed), except those finished
+   * before `since` (the backup's start: its data already lacks them, and an id since given to
+   * someone new must not be erased again).
+   */
+  async toReapply(tenant: string, since: Date): Promise<ErasureRow[]> {
     const { rows } = await this.#pool.query<ErasureRow>(
-      `SELECT * FROM dbfleet.erasures WHERE prefix = $1 AND tenant = ANY($2) ORDER BY requested_at, erasure_id`,
-      [this.#prefix, tenants],
+      `SELECT * FROM dbfleet.erasures
+       WHERE prefix = $1 AND tenant = $2 AND state <> 'failed' AND (finished_at IS NULL OR finished_at >= $3)
+       ORDER BY requested_at, erasure_id`,
+      [this.#prefix, tenant, since],
     );
     return rows;
   }
@@ -156,7 +164,9 @@ export function receiptOf(row: ErasureRow, keys: LedgerKeys): Receipt {
 export function receiptIsAuthentic(receipt: Receipt, keys: LedgerKeys): boolean {
   const { mac, ...body } = receipt;
   try {
-    return typeof mac === 'string' && keys.mac(canonical(body), receipt.keyId) === mac;
+    const want = Buffer.from(keys.mac(canonical(body), receipt.keyId));
+    const got = Buffer.from(typeof mac === 'string' ? mac : '');
+    return got.length === want.length && timingSafeEqual(got, want);
   } catch {
     return false;
   }

@@ -20,7 +20,7 @@ export type MongoSubjectType = 'string' | 'number' | 'objectId';
  *   type: text `anon_<hex>`, a negative integer in an integer column (or a MongoDB subject field held
  *   as a number), a UUID in a uuid column;
  * - `{ fake: 'email' | 'name' | 'phone' | 'text' }`: a deterministic fake of that kind
- *   (`anon_1f3a...@example.invalid`, `Anonymous 1f3a9c`, ...), for fields that must keep a shape.
+ *   (`anon_1f3a...@example.invalid`, `Anonymous 1f3a9c07`, ...), for fields that must keep a shape.
  */
 export type AnonymiseStrategy =
   | 'null'

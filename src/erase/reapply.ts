@@ -1,6 +1,6 @@
 /**
- * Restores keep erased people erased: every erasure the ledger holds for the backup's tenant (and
- * for the tenant restored into) is applied again to the staged data, before it is swapped in. The
+ * Restores keep erased people erased: every erasure the ledger holds for the backup's tenant that
+ * the backup may predate is applied again to the staged data, before it is swapped in. The
  * ledger's sealed subject ids are opened here and nowhere else. The map is resolved leniently: a
  * table or column an older backup does not have cannot hold anyone's data.
  */
@@ -25,25 +25,38 @@ export interface StagedTarget {
   collection(name: string): string;
 }
 
-/** Applies the ledger's erasures to staged data; returns how many subjects were erased again. */
+export interface Reapplied {
+  /** Subjects erased again. */
+  subjects: number;
+  /** The ledger entries applied. */
+  erasureIds: string[];
+}
+
+/**
+ * Applies the source tenant's erasures (those the backup may still hold: see ErasureLedger.toReapply)
+ * to the restored data, except the ones in `exclude` (applied already, by an earlier step).
+ */
 export async function reapplyErasures(
   o: {
     ledger: ErasureLedger;
     keys: LedgerKeys | undefined;
     map: readonly PersonalDataLocation[];
-    tenants: string[];
+    /** The backup's tenant: subject ids are the tenant's own, so only its erasures apply. */
+    tenant: string;
     log: Logger;
   },
   staged: StagedTarget,
-): Promise<number> {
-  const rows = await o.ledger.ofTenants([...new Set(o.tenants)]);
-  if (rows.length === 0) return 0;
+  backup: { since: Date; exclude: readonly string[] },
+): Promise<Reapplied> {
+  const exclude = new Set(backup.exclude);
+  const rows = (await o.ledger.toReapply(o.tenant, backup.since)).filter((r) => !exclude.has(r.erasure_id));
+  if (rows.length === 0) return { subjects: 0, erasureIds: [] };
   // Erasures are on record and cannot be read: restoring would bring those people back.
   const keys = requireLedgerKeys(o.keys);
-  const subjects = new Map<string, { tenant: string; subjectId: string; keyId: string }>();
+  const subjects = new Map<string, { subjectId: string; keyId: string }>();
   for (const r of rows) {
     const subjectId = keys.open(r.subject_sealed, sealBinding(r.erasure_id, r.tenant), r.key_id);
-    subjects.set(`${r.tenant}\0${subjectId}`, { tenant: r.tenant, subjectId, keyId: r.key_id });
+    subjects.set(subjectId, { subjectId, keyId: r.key_id });
   }
   return withPoolClient(staged.pool, async (client) => {
     const target: MapTarget = {
@@ -52,12 +65,12 @@ export async function reapplyErasures(
       mongo: staged.mongo,
       collection: staged.collection,
     };
-    const map = await resolveMap(o.map, target, { tenant: 'restored', lenient: true });
+    const map = await resolveMap(o.map, target, { tenant: o.tenant, lenient: true });
     if (map.skipped.length)
       o.log.info({ skipped: map.skipped }, 'erasures re-applied without locations the backup lacks');
     let left = 0;
     for (const s of subjects.values()) {
-      const src = { key: keys.key('pseudonym', s.keyId), tenant: s.tenant, subjectId: s.subjectId };
+      const src = { key: keys.key('pseudonym', s.keyId), tenant: o.tenant, subjectId: s.subjectId };
       await inTransaction(client, () => erasePostgres(map, target, src));
       for (const loc of map.mongo) await eraseMongoLocation(loc, map, target, src);
       const remaining = await verifyAll(map, target, src);
@@ -68,6 +81,6 @@ export async function reapplyErasures(
         'erasure_not_reapplied',
         `${left} rows of erased subjects remain in the restored data after the ledger was applied`,
       );
-    return subjects.size;
+    return { subjects: subjects.size, erasureIds: rows.map((r) => r.erasure_id) };
   });
 }

@@ -7,7 +7,7 @@
  * have cannot hold anyone's data, so it is skipped and named.
  */
 import type { Db, Document, Filter } from 'mongodb';
-import { ObjectId } from 'mongodb';
+import { Long, ObjectId } from 'mongodb';
 import type pg from 'pg';
 import { PermanentError } from '../errors.ts';
 import { quoteIdent } from '../stores/identifiers.ts';
@@ -81,13 +81,14 @@ export async function resolveMap(
   const pgLocs = map.filter((l) => l.store === 'postgres');
   const mongoLocs = map.filter((l) => l.store === 'mongo');
 
-  const columns = new Map<string, Map<string, string>>();
+  const columns = new Map<string, Map<string, Column>>();
   const indexedCols = new Set<string>();
-  const fks: { child: string; parent: string; onDelete: string; name: string }[] = [];
+  const fks: ForeignKey[] = [];
   if (pgLocs.length) {
     const names = pgLocs.map((l) => l.name);
-    const { rows } = await target.pg.query<{ table: string; column: string; type: string }>(
-      `SELECT c.relname AS table, a.attname AS column, format_type(a.atttypid, a.atttypmod) AS type
+    const { rows } = await target.pg.query<{ table: string; column: string } & Column>(
+      `SELECT c.relname AS table, a.attname AS column, format_type(a.atttypid, a.atttypmod) AS type,
+              format_type(a.atttypid, NULL) AS base, a.attnotnull AS "notNull"
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
        WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname = ANY($2)`,
@@ -95,7 +96,9 @@ export async function resolveMap(
     );
     for (const r of rows) {
       if (!columns.has(r.table)) columns.set(r.table, new Map());
-      columns.get(r.table)!.set(r.column, r.type);
+      // Without its length or precision (a cast to varchar(12) would cut the id and match another).
+      const base = r.base === 'character' ? 'bpchar' : r.base;
+      columns.get(r.table)!.set(r.column, { type: r.type, base, notNull: r.notNull });
     }
     const idx = await target.pg.query<{ table: string; column: string }>(
       `SELECT c.relname AS table, a.attname AS column
@@ -105,16 +108,20 @@ export async function resolveMap(
       [target.schema, names],
     );
     for (const r of idx.rows) indexedCols.add(`${r.table}.${r.column}`);
-    const fk = await target.pg.query<{ child: string; parent: string; on_delete: string; name: string }>(
-      `SELECT ch.relname AS child, pa.relname AS parent, con.confdeltype AS on_delete, con.conname AS name
+    // A partition's copy of its parent's foreign key (conparentid <> 0) is the parent's.
+    const fk = await target.pg.query<ForeignKey>(
+      `SELECT ch.relname AS child, pa.relname AS parent, con.confdeltype AS "onDelete", con.conname AS name,
+              (SELECT array_agg(a.attname::text ORDER BY k.i) FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+                 JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n) AS columns,
+              (SELECT array_agg(a.attname::text ORDER BY k.i) FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
+                 JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n) AS "refColumns"
        FROM pg_constraint con JOIN pg_class ch ON ch.oid = con.conrelid JOIN pg_class pa ON pa.oid = con.confrelid
        JOIN pg_namespace n ON n.oid = pa.relnamespace
-       WHERE con.contype = 'f' AND n.nspname = $1 AND pa.relname = ANY($2) AND ch.relnamespace = pa.relnamespace`,
+       WHERE con.contype = 'f' AND con.conparentid = 0 AND n.nspname = $1 AND pa.relname = ANY($2)
+         AND ch.relnamespace = pa.relnamespace`,
       [target.schema, names],
     );
-    fks.push(
-      ...fk.rows.map((r) => ({ child: r.child, parent: r.parent, onDelete: r.on_delete, name: r.name })),
-    );
+    fks.push(...fk.rows);
   }
   const collections = new Set(
     mongoLocs.length
@@ -146,24 +153,27 @@ export async function resolveMap(
         miss(`${where}: no such table in schema ${target.schema}`);
         continue;
       }
-      const need = [ref, ...(l.through ? [] : [])];
-      const absent = need.filter((c) => !cols.has(c));
-      if (absent.length) {
-        miss(`${where}: no column ${absent.join(', ')}`);
+      if (!cols.has(ref)) {
+        miss(`${where}: no column ${ref}`);
         continue;
       }
-      r.subjectType = cols.get(ref)!;
+      const subject = cols.get(ref)!;
+      r.subjectType = subject.base;
+      if (l.subjectField && !SUBJECT_TYPES.test(subject.base))
+        problems.push(
+          `${where}.${ref} (${subject.type}): a subject column must be text, an integer, numeric or uuid`,
+        );
       r.indexed = indexedCols.has(`${l.name}.${ref}`);
       for (const [field, strategy] of Object.entries(l.anonymise ?? {})) {
-        const type = cols.get(field);
-        if (!type) {
+        const col = cols.get(field);
+        if (!col) {
           miss(`${where}: no column ${field} (to anonymise)`);
           continue;
         }
-        const kind = pgKind(type);
-        const unfit = strategyFits(strategy, kind);
-        if (unfit) problems.push(`${where}.${field} (${type}): ${unfit}`);
-        r.anonymise.push({ field, strategy, kind, type });
+        const kind = pgKind(col.type);
+        const unfit = strategyFits(strategy, kind) ?? fixedFits(strategy, kind, col);
+        if (unfit) problems.push(`${where}.${field} (${col.type}): ${unfit}`);
+        r.anonymise.push({ field, strategy, kind, type: col.type });
       }
     } else {
       if (!collections.has(physical)) {
@@ -201,14 +211,7 @@ export async function resolveMap(
       at = parent.through ? parent : undefined;
     }
   }
-  // A table outside the map whose foreign key forbids deleting a mapped row would fail the erase
-  // half-way; say so before anything changes.
-  const deleting = new Set(pgLocs.filter((l) => l.action === 'delete').map((l) => l.name));
-  for (const f of fks)
-    if (deleting.has(f.parent) && !columns.has(f.child) && (f.onDelete === 'a' || f.onDelete === 'r'))
-      problems.push(
-        `table ${f.child} refers to ${f.parent} (${f.name}) and is not in the map: deleting a subject's ${f.parent} rows would fail`,
-      );
+  problems.push(...foreignKeyProblems(pgLocs, fks, columns));
   if (problems.length) throw new MapMismatchError(options.tenant, problems);
   const order = (store: 'postgres' | 'mongo') =>
     workOrder(
@@ -216,6 +219,61 @@ export async function resolveMap(
       store === 'postgres' ? fks : [],
     );
   return { postgres: order('postgres'), mongo: order('mongo'), skipped };
+}
+
+/**
+ * Foreign keys into a table the erase deletes from, that would fail the erase half-way or delete
+ * what the map keeps; said before anything changes:
+ * - a table outside the map whose key forbids the delete (NO ACTION / RESTRICT);
+ * - a mapped table whose key is not how the map reaches the subject through that table (another
+ *   person's row referring to the subject's: `follows.followee_id`, `users.invited_by`), or one the
+ *   map anonymises without clearing the key, when the key forbids the delete or cascades it.
+ */
+function foreignKeyProblems(
+  locs: readonly PersonalDataLocation[],
+  fks: readonly ForeignKey[],
+  columns: ReadonlyMap<string, ReadonlyMap<string, Column>>,
+): string[] {
+  const problems: string[] = [];
+  const byName = new Map(locs.map((l) => [l.name, l]));
+  for (const f of fks) {
+    const parent = byName.get(f.parent);
+    if (parent?.action !== 'delete') continue;
+    const blocks = f.onDelete === 'a' || f.onDelete === 'r';
+    const cascades = f.onDelete === 'c';
+    const child = byName.get(f.child);
+    const fkName = `${f.child}.${f.columns.join(',')} (${f.name})`;
+    if (!child) {
+      if (blocks && columns.size > 0)
+        problems.push(
+          `table ${f.child} refers to ${f.parent} (${f.name}) and is not in the map: deleting a subject's ${f.parent} rows would fail`,
+        );
+      continue;
+    }
+    const single = f.columns.length === 1 ? f.columns[0]! : undefined;
+    // The same subject on both ends: the child's subject column is the key, and the parent finds
+    // the subject by the referenced column; or the child is reached through the parent by it.
+    const samePath =
+      single !== undefined &&
+      f.child !== f.parent &&
+      ((child.subjectField === single && parent.subjectField === f.refColumns[0]) ||
+        (child.through?.location === f.parent &&
+          child.through.field === single &&
+          child.through.key === f.refColumns[0]));
+    const cleared = single !== undefined && child.anonymise?.[single] === 'null';
+    if (child.action === 'anonymise' && !cleared && (blocks || cascades))
+      problems.push(
+        `${fkName} refers to ${f.parent}, which is deleted, but ${f.child} is anonymised: ` +
+          (cascades ? 'the delete would cascade to the rows kept' : 'the delete would fail') +
+          ` (anonymise ${single ?? 'the key'} to null, or delete ${f.child})`,
+      );
+    else if (child.action === 'delete' && !samePath && (blocks || cascades))
+      problems.push(
+        `${fkName} refers to ${f.parent} other than by the subject: other people's ${f.child} rows ` +
+          (cascades ? 'would be deleted with the subject' : 'would block the delete'),
+      );
+  }
+  return problems;
 }
 
 /**
@@ -245,23 +303,102 @@ function workOrder(
   return out;
 }
 
+interface Column {
+  /** As declared, for the values written (`character varying(80)`). */
+  type: string;
+  /** Without length or precision, for casting the subject id (`character varying`, `bpchar`). */
+  base: string;
+  notNull: boolean;
+}
+
+interface ForeignKey {
+  child: string;
+  parent: string;
+  /** confdeltype: a no action, r restrict, c cascade, n set null, d set default. */
+  onDelete: string;
+  name: string;
+  columns: string[];
+  refColumns: string[];
+}
+
+/** The column types a subject id may be matched in: ids are text, integers, decimals or UUIDs. */
+const SUBJECT_TYPES =
+  /^(text|character varying|bpchar|citext|[\w.]*\.?citext|smallint|integer|bigint|numeric|uuid)$/;
+
+function fixedFits(strategy: AnonymiseStrategy, kind: ValueKind, col: Column): string | undefined {
+  if (strategy === 'null') return col.notNull ? 'null on a NOT NULL column' : undefined;
+  if (typeof strategy !== 'object' || !('fixed' in strategy)) return undefined;
+  const v = strategy.fixed;
+  if (kind === 'text' && typeof v !== 'string') return 'fixed must be a string for a text column';
+  if ((kind === 'int4' || kind === 'int8') && !Number.isInteger(v)) return 'fixed must be a whole number';
+  return undefined;
+}
+
 // ---- selectors: how each location finds the subject's rows ----
 
 /**
+ * One subject bound to a resolved map: the subject columns' types its id is a value of, and the
+ * pseudonym each location's subject field holds once anonymised (rows anonymised earlier are found
+ * by it, so a re-run and the verify pass still see them, and what hangs below them).
+ */
+export interface SubjectBinding {
+  castable: ReadonlySet<string>;
+  pseudonyms: ReadonlyMap<string, string | number>;
+}
+
+const INTEGER = /^-?(0|[1-9]\d*)$/;
+const RANGES: Record<string, bigint> = { smallint: 2n ** 15n, integer: 2n ** 31n, bigint: 2n ** 63n };
+
+/**
+ * Whether `id`, exactly as given, is a value of the type: decided here, not by a cast, because a cast
+ * that fails puts the id in the server's log; and only canonical forms (no sign, space, leading zero
+ * or upper-case UUID), so that every store reads the same id the same way.
+ */
+function isValueOf(type: string, id: string): boolean {
+  if (type in RANGES) {
+    if (!INTEGER.test(id)) return false;
+    const n = BigInt(id);
+    return n >= -RANGES[type]! && n < RANGES[type]!;
+  }
+  if (type === 'numeric') return /^-?(0|[1-9]\d*)(\.\d+)?$/.test(id);
+  if (type === 'uuid') return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id);
+  return true; // text types hold any id
+}
+
+export function bindSubject(map: ResolvedMap, src: PseudonymSource): SubjectBinding {
+  const castable = new Set(map.postgres.map((l) => l.subjectType).filter((t) => isValueOf(t, src.subjectId)));
+  const pseudonyms = new Map<string, string | number>();
+  for (const loc of [...map.postgres, ...map.mongo]) {
+    const p = pseudonymOfSubject(loc, src);
+    if (p !== undefined && p !== null && typeof p !== 'boolean') pseudonyms.set(loc.id, p);
+  }
+  return { castable, pseudonyms };
+}
+
+const sqlLiteral = (v: string | number) => `'${String(v).replaceAll("'", "''")}'`;
+
+/**
  * The SQL condition (on the location's own table, unaliased) that finds the subject's rows; `$1` is
- * the subject id as text. Null when the subject id cannot be a value of the column's type (then the
- * table cannot hold the subject).
+ * the subject id as text. Null when no row can be the subject's (the id is not a value of the
+ * column's type, and there is no pseudonym to look for).
  */
 export function pgCondition(
   loc: ResolvedLocation,
   all: readonly ResolvedLocation[],
   schema: string,
-  castable: ReadonlySet<string>,
+  bound: SubjectBinding,
 ): string | null {
-  if (loc.subjectField)
-    return castable.has(loc.subjectType) ? `${quoteIdent(loc.subjectField)} = $1::${loc.subjectType}` : null;
+  if (loc.subjectField) {
+    const values = [
+      ...(bound.castable.has(loc.subjectType) ? [`$1::${loc.subjectType}`] : []),
+      ...(bound.pseudonyms.has(loc.id)
+        ? [`${sqlLiteral(bound.pseudonyms.get(loc.id)!)}::${loc.subjectType}`]
+        : []),
+    ];
+    return values.length ? `${quoteIdent(loc.subjectField)} IN (${values.join(', ')})` : null;
+  }
   const parent = all.find((p) => p.name === loc.through!.location)!;
-  const inner = pgCondition(parent, all, schema, castable);
+  const inner = pgCondition(parent, all, schema, bound);
   if (inner === null) return null;
   return (
     `${quoteIdent(loc.through!.field)} IN (SELECT ${quoteIdent(loc.through!.key)} ` +
@@ -269,36 +406,34 @@ export function pgCondition(
   );
 }
 
-/** Of the subject columns' types, those the subject id is a value of (`'abc'` is no bigint). */
-export async function castableTypes(
-  client: pg.ClientBase,
-  locs: readonly ResolvedLocation[],
-  subjectId: string,
-): Promise<Set<string>> {
-  const ok = new Set<string>();
-  for (const type of new Set(locs.filter((l) => l.subjectField).map((l) => l.subjectType))) {
-    try {
-      await client.query(`SELECT $1::${type}`, [subjectId]);
-      ok.add(type);
-    } catch (err) {
-      // Class 22 (data exception): not a value of the type. Anything else is a real fault.
-      if (!String((err as { code?: string }).code).startsWith('22')) throw err;
-    }
-  }
-  return ok;
-}
-
-/** The subject id as each type a MongoDB field may hold it in; values only, never operators. */
+/** The subject id as each type a MongoDB field may hold it in, canonical forms only; never operators. */
 export function mongoSubjectValues(types: readonly MongoSubjectType[], subjectId: string): unknown[] {
   const values: unknown[] = [];
   for (const t of types) {
     if (t === 'string') values.push(subjectId);
-    else if (t === 'number' && /^-?\d+(\.\d+)?$/.test(subjectId) && Number.isFinite(Number(subjectId)))
+    else if (t === 'number' && INTEGER.test(subjectId)) {
+      // Beyond 2^53 a double is another number: match the exact 64-bit integer instead.
+      const n = BigInt(subjectId);
+      if (n >= -(2n ** 63n) && n < 2n ** 63n)
+        values.push(Number.isSafeInteger(Number(subjectId)) ? Number(subjectId) : Long.fromBigInt(n));
+    } else if (
+      t === 'number' &&
+      /^-?(0|[1-9]\d*)\.\d*[1-9]$/.test(subjectId) &&
+      String(Number(subjectId)) === subjectId
+    )
       values.push(Number(subjectId));
-    else if (t === 'objectId' && /^[0-9a-fA-F]{24}$/.test(subjectId)) values.push(new ObjectId(subjectId));
+    else if (t === 'objectId' && /^[0-9a-f]{24}$/.test(subjectId)) values.push(new ObjectId(subjectId));
   }
   return values;
 }
+
+/** Keys a path may follow: plain values. A null would match every document without the field. */
+const isKey = (v: unknown) =>
+  typeof v === 'string' ||
+  (typeof v === 'number' && Number.isFinite(v)) ||
+  v instanceof Long ||
+  v instanceof ObjectId ||
+  v instanceof Date;
 
 /** The filter that finds the subject's documents; null when none can refer to it. */
 export async function mongoFilter(
@@ -306,15 +441,17 @@ export async function mongoFilter(
   all: readonly ResolvedLocation[],
   db: Db,
   subjectId: string,
+  bound: SubjectBinding,
 ): Promise<Filter<Document> | null> {
   if (loc.subjectField) {
     const values = mongoSubjectValues(loc.mongoTypes, subjectId);
+    if (bound.pseudonyms.has(loc.id)) values.push(bound.pseudonyms.get(loc.id));
     return values.length ? { [loc.subjectField]: { $in: values } } : null;
   }
   const parent = all.find((p) => p.name === loc.through!.location)!;
-  const inner = await mongoFilter(parent, all, db, subjectId);
+  const inner = await mongoFilter(parent, all, db, subjectId, bound);
   if (!inner) return null;
-  const keys = await db.collection(parent.physical).distinct(loc.through!.key, inner);
+  const keys = (await db.collection(parent.physical).distinct(loc.through!.key, inner)).filter(isKey);
   return keys.length ? { [loc.through!.field]: { $in: keys } } : null;
 }
 
@@ -330,11 +467,8 @@ export function expectedValues(
   }));
 }
 
-/**
- * The subject's pseudonym in the location's subject field when that field is anonymised with a
- * value of the subject's own: anonymised rows are found by it to verify their other fields.
- */
-export function pseudonymOfSubject(
+/** The subject's pseudonym in the location's subject field, when anonymised with one of its own. */
+function pseudonymOfSubject(
   loc: ResolvedLocation,
   src: PseudonymSource,
 ): string | number | boolean | null | undefined {

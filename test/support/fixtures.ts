@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { test as base } from 'vitest';
 import demoConfig from '../../dbfleet.config.ts';
 import { createClient, type FleetClient } from '../../src/client/client.ts';
+import type { DbfleetConfig } from '../../src/config/define.ts';
 import { loadEnv, type Env } from '../../src/config/env.ts';
 import { addTenant, dropTenantData, tenantStores } from '../../src/control/provision.ts';
 import { dropReplaced } from '../../src/backup/restore-tenant.ts';
@@ -39,6 +40,8 @@ export interface TenantHandle {
 
 interface Fixtures {
   leakGuard: void;
+  /** The config module the deps and workers see: the demo's, unless a suite overrides it (test.override). */
+  config: DbfleetConfig;
   prefix: string;
   tmp: string;
   env: Env;
@@ -100,8 +103,10 @@ export const test = base.extend<Fixtures>({
     );
   },
 
-  deps: async ({ env, leakGuard: _ }, use) => {
-    const deps = createDeps(env, demoConfig, createLogger(env.DBFLEET_LOG_LEVEL));
+  config: async ({}, use) => use(demoConfig),
+
+  deps: async ({ env, config, leakGuard: _ }, use) => {
+    const deps = createDeps(env, config, createLogger(env.DBFLEET_LOG_LEVEL));
     await deps.control.migrate();
     await use(deps);
     // What the test left in Redis and the control database goes with it: a long-lived development
