@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import { backup } from './backup.ts';
 import { cleanup } from './cleanup.ts';
 import { erase } from './erase.ts';
+import { exportSubject } from './export-subject.ts';
 import { loadFixtures } from './load-fixtures.ts';
 import { migrate } from './migrate.ts';
 import { restore } from './restore.ts';
@@ -19,6 +20,7 @@ export const catalog = {
   cleanup,
   validate,
   erase,
+  'export-subject': exportSubject,
 } as const;
 
 export type Catalog = typeof catalog;

@@ -24,6 +24,10 @@ const invalid: Record<JobName, { payload: unknown; field: RegExp }> = {
   cleanup: { payload: { tenant: 'acme', dryRun: 'yes' }, field: /dryRun:/ },
   validate: { payload: { tenant: 'acme', rules: [] }, field: /rules:/ },
   erase: { payload: { tenant: 'acme', subject: {} }, field: /subject\.id:/ },
+  'export-subject': {
+    payload: { tenant: 'acme', subject: { id: 'u1' }, expiresInSeconds: 8 * 24 * 3600 },
+    field: /expiresInSeconds:/,
+  },
 };
 
 /** A valid payload of each type: the base the strictness tests add to. */
@@ -40,6 +44,7 @@ const valid: { [N in JobName]: PayloadInput<N> } = {
   cleanup: { tenant: 'acme' },
   validate: { tenant: 'acme' },
   erase: { tenant: 'acme', subject: { id: 'u1' } },
+  'export-subject': { tenant: 'acme', subject: { id: 'u1' } },
 };
 
 describe('contracts', () => {

@@ -151,7 +151,14 @@ describe('worker runtime', () => {
   });
 
   test('a worker serves only queues that have a handler, and names the ones it cannot', () => {
-    expect(servedQueues(handlers)).toEqual(['load-fixtures', 'migrate', 'backup', 'restore', 'erase']);
+    expect(servedQueues(handlers)).toEqual([
+      'load-fixtures',
+      'migrate',
+      'backup',
+      'restore',
+      'erase',
+      'export-subject',
+    ]);
     expect(() => servedQueues(handlers, ['cleanup'])).toThrow('queue cleanup has no handler yet');
     expect(() => servedQueues(handlers, ['nope'])).toThrow('unknown queue "nope"');
   });

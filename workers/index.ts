@@ -7,6 +7,7 @@ import type { JobName } from '../queues/index.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 import { backup } from './backup.ts';
 import { erase } from './erase.ts';
+import { exportSubject } from './export-subject.ts';
 import { loadFixtures } from './load-fixtures.ts';
 import { migrate } from './migrate.ts';
 import { restore } from './restore.ts';
@@ -19,4 +20,5 @@ export const handlers = {
   cleanup: null,
   validate: null,
   erase,
+  'export-subject': exportSubject,
 } satisfies { [N in JobName]: Handler<N> | null };

@@ -15,6 +15,7 @@ import { closeDeps } from '../runtime/deps.ts';
 import { bootstrap, onShutdownSignal, withClient, withDeps } from './bootstrap.ts';
 import { registerBackupCommands } from './backup-commands.ts';
 import { registerEraseCommands } from './erase-commands.ts';
+import { registerExportCommands } from './export-commands.ts';
 import { registerMigrate } from './migrate-command.ts';
 
 const int = (v: string) => {
@@ -249,6 +250,7 @@ for (const action of ['retry', 'remove'] as const) {
 registerMigrate(program, int);
 registerBackupCommands(program, int);
 registerEraseCommands(program, int);
+registerExportCommands(program, int);
 
 const demo = program.command('demo').description('the demo music-streaming app');
 demo
