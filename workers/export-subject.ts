@@ -17,7 +17,8 @@ export const exportSubject: Handler<'export-subject'> = async (payload, ctx) => 
   const { env } = deps;
   const ledgerKeys = requireLedgerKeys(deps.ledgerKeys);
   try {
-    await expireExports(deps);
+    // The job's own tenant only: a tenant's job reaches that tenant's objects (`exports expire` sweeps all).
+    await expireExports(deps, { tenant: ctx.tenant });
   } catch (err) {
     // Someone's access request is not held up by the sweep; the next job or `exports expire` retries it.
     ctx.log.warn({ err }, 'could not sweep expired subject exports');

@@ -33,10 +33,13 @@ async function deleteExport(store: ObjectStore, row: ExportRow): Promise<void> {
   for await (const o of store.list(exportPrefix(row.tenant, row.export_id))) await store.delete(o.key);
 }
 
-export async function expireExports(deps: ExpireDeps, o: { now?: Date } = {}): Promise<ExpireOutcome> {
+export async function expireExports(
+  deps: ExpireDeps,
+  o: { now?: Date; tenant?: string } = {},
+): Promise<ExpireOutcome> {
   const records = new ExportRecords(deps.control.pool, deps.prefix);
   const out: ExpireOutcome = { deleted: [], failed: [] };
-  for (const row of await records.expired(o.now ?? new Date())) {
+  for (const row of await records.expired(o.now ?? new Date(), o.tenant)) {
     try {
       await deleteExport(row.destination === 'local' ? deps.localObjects : deps.objects, row);
       await records.markDeleted(row.export_id);

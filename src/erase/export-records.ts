@@ -93,11 +93,13 @@ export class ExportRecords {
   }
 
   /** Exports past their expiry whose bundle has not been deleted yet. */
-  async expired(now: Date): Promise<ExportRow[]> {
+  /** Of one tenant, or of all when none is named. */
+  async expired(now: Date, tenant?: string): Promise<ExportRow[]> {
     const { rows } = await this.#pool.query<ExportRow>(
       `SELECT * FROM dbfleet.subject_exports
-       WHERE prefix = $1 AND deleted_at IS NULL AND expires_at <= $2 ORDER BY expires_at`,
-      [this.#prefix, now],
+       WHERE prefix = $1 AND deleted_at IS NULL AND expires_at <= $2 AND ($3::text IS NULL OR tenant = $3)
+       ORDER BY expires_at`,
+      [this.#prefix, now, tenant ?? null],
     );
     return rows;
   }
