@@ -13,7 +13,7 @@
  * must hold none of them, anonymised ones exactly as many documents under the subject's pseudonym.
  */
 import { randomBytes } from 'node:crypto';
-import type { Document } from 'mongodb';
+import type { Collection, Document } from 'mongodb';
 import pg from 'pg';
 import type { Result } from '../queues/index.ts';
 import { createClient, type FleetClient } from '../src/client/client.ts';
@@ -191,10 +191,7 @@ export async function fillCollection(
   };
 }
 
-type Collections = Record<
-  keyof typeof documents,
-  ReturnType<ReturnType<typeof tenantStores>['mongo']['collection']>
->;
+type Collections = Record<keyof typeof documents, Collection>;
 
 /** What each location holds of a set of subjects: the check run before and after each side. */
 interface Holdings {
@@ -271,6 +268,7 @@ async function checkedSide<T>(t: Tenant, subjects: number[], side: () => Promise
   if (
     before.users !== n ||
     before.playlists < n ||
+    before.playlist_tracks < n ||
     before.consent < n ||
     before.sessions < n ||
     before.listening_events < n ||
@@ -336,6 +334,13 @@ async function referenceErase(t: Tenant, subject: number): Promise<Record<string
   );
   step('audit_log');
   return steps;
+}
+
+/** referenceErase with its wall time. */
+async function timedReference(t: Tenant, subject: number) {
+  const started = performance.now();
+  const steps = await referenceErase(t, subject);
+  return { subject, seconds: r3((performance.now() - started) / 1000), steps };
 }
 
 type EraseResult = Result<'erase'>;
@@ -460,6 +465,8 @@ async function eraseReads(t: Tenant, mongo: MapTarget['mongo'], subjects: number
   return Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, +median(xs).toFixed(1)]));
 }
 
+const withoutResult = <T extends { result: unknown }>({ result: _, ...rest }: T) => rest;
+
 /** The median, lowest and highest. */
 function spread(xs: number[]) {
   return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) };
@@ -555,7 +562,7 @@ export async function eraseBench(o: EraseBenchOptions) {
     const [warmFleet, warmReference] = take(2) as [number, number];
     const cold = await checkedSide(t, [warmFleet], () => fleetErase(deps, client, t, warmFleet));
     expectVerified([cold.result], deleted, anonymised);
-    const coldReference = await checkedSide(t, [warmReference], () => referenceErase(t, warmReference));
+    const coldReference = await checkedSide(t, [warmReference], () => timedReference(t, warmReference));
     console.log('(h) (a) first erasure, untimed', {
       fleetSeconds: cold.seconds,
       fleetPhasesMs: cold.phasesMs,
@@ -575,18 +582,14 @@ export async function eraseBench(o: EraseBenchOptions) {
       };
       const runReference = async () => {
         settleBoth();
-        return checkedSide(t, [rs], async () => {
-          const s = performance.now();
-          const steps = await referenceErase(t, rs);
-          return { subject: rs, seconds: r3((performance.now() - s) / 1000), steps };
-        });
+        return checkedSide(t, [rs], () => timedReference(t, rs));
       };
       // Odd runs the reference first.
       const reference = i % 2 === 1 ? await runReference() : undefined;
       const fleet = await runFleet();
       const ref = reference ?? (await runReference());
       expectVerified([fleet.result], deleted, anonymised);
-      const { result: _, ...fleetFigures } = fleet;
+      const fleetFigures = withoutResult(fleet);
       const pair = {
         first: i % 2 === 1 ? 'reference' : 'fleet',
         fleet: fleetFigures,
@@ -656,7 +659,7 @@ export async function eraseBench(o: EraseBenchOptions) {
     }
     return {
       setup,
-      single: { ...singleSummary, reads, cold: { ...cold, result: undefined }, coldReference, runs: single },
+      single: { ...singleSummary, reads, cold: withoutResult(cold), coldReference, runs: single },
       bulk: { reference: bulkReference, fleet: bulk },
     };
   } finally {
