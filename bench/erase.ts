@@ -5,7 +5,8 @@
  *   (a) one subject's erasure, wall time from enqueue to result on a running `bin/dbfleet worker`,
  *       `repeat` times over different subjects, against the hand-written erasure of another subject
  *       (one PostgreSQL transaction deleting children first, then deleteMany/updateMany with the same
- *       filters); with where the fleet's time goes, from the job's own events in Redis;
+ *       filters); with where the fleet's time goes, from the job's own events in Redis, and the
+ *       erase path's own reads (src/erase/apply.ts) timed alone beside a plain count by userId;
  *   (b) `subjects` erasures enqueued at once on a worker at concurrency 1, 2 and 4, subjects/s from
  *       the first enqueue to the last result, against `subjects` other hand-written erasures one
  *       after another; and the worker's peak RSS.
