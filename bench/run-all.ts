@@ -14,7 +14,7 @@
  *       `--only backup-memory` runs only its memory part, for large sizes.
  *
  *   eval "$(scripts/services.sh env)" && npm run bench -- [--jobs 60000] [--rows 1000000] [--concurrency 50]
- *     [--only noop,load,mongo,backup] [--docs 1000000]
+ *     [--only noop,load,mongo,backup,erase] [--docs 1000000] [--users 1000000 --events 10000000 --subjects 1000]
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
@@ -26,6 +26,7 @@ import { addTenant } from '../src/control/provision.ts';
 import { closeDeps, forgetPrefix, type FleetDeps } from '../src/runtime/deps.ts';
 import { generateFile } from '../demo/generate.ts';
 import { backupBench } from './backup.ts';
+import { eraseBench } from './erase.ts';
 import { forgetBenchTenant, median, newDeps, psql, settle } from './common.ts';
 import { mongoLoadVersusInsertMany } from './mongo-load.ts';
 import { timedJob } from './worker.ts';
@@ -39,6 +40,9 @@ const { values: args } = parseArgs({
     repeat: { type: 'string', default: '5' },
     only: { type: 'string', default: 'noop,load,mongo' }, // some of them, while iterating on one
     docs: { type: 'string' }, // (g)'s MongoDB documents; --rows by default
+    users: { type: 'string', default: '1000000' }, // (h)'s tenant
+    events: { type: 'string', default: '10000000' },
+    subjects: { type: 'string', default: '1000' },
   },
 });
 const JOBS = Number(args.jobs);
@@ -229,7 +233,17 @@ async function main() {
             tag: run,
           })
         : undefined;
-    const results = { at: new Date().toISOString(), node: process.version, noop, load, mongo, backup };
+    const erase = PARTS.has('erase')
+      ? await eraseBench({
+          users: Number(args.users),
+          events: Number(args.events),
+          subjects: Number(args.subjects),
+          repeat: REPEAT,
+          concurrencies: [1, 2, 4],
+          tag: run,
+        })
+      : undefined;
+    const results = { at: new Date().toISOString(), node: process.version, noop, load, mongo, backup, erase };
     await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
     await writeFile(
       path.join(ROOT, `bench/results/${results.at.slice(0, 19).replace(/:/g, '')}.json`),

@@ -17,8 +17,12 @@ export interface BenchWorker {
  * Starts `bin/dbfleet worker` with `env` beside the bench's own (DBFLEET_FILE_ROOTS for a load, say)
  * and resolves once it is ready (its start-up, a second or so of module loading, is not throughput).
  */
-export async function startBenchWorker(prefix: string, env: NodeJS.ProcessEnv = {}): Promise<BenchWorker> {
-  const proc = spawn(path.join(ROOT, 'bin/dbfleet'), ['worker', '--concurrency', '1'], {
+export async function startBenchWorker(
+  prefix: string,
+  env: NodeJS.ProcessEnv = {},
+  concurrency = 1,
+): Promise<BenchWorker> {
+  const proc = spawn(path.join(ROOT, 'bin/dbfleet'), ['worker', '--concurrency', String(concurrency)], {
     env: {
       ...process.env,
       ...env,
