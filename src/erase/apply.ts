@@ -175,9 +175,12 @@ export async function eraseMongoLocation(
   const set = Object.fromEntries(expectedValues(loc, src).map((e) => [e.field, e.value]));
   const ids = await toAnonymise(loc, filter, target, src);
   let changed = 0;
-  for (let i = 0; i < ids.length; i += ID_BATCH)
-    changed += (
-      await coll.updateMany({ _id: { $in: ids.slice(i, i + ID_BATCH) } } as Filter<Document>, { $set: set })
-    ).modifiedCount;
+  for (let i = 0; i < ids.length; i += ID_BATCH) {
+    const batch = { _id: { $in: ids.slice(i, i + ID_BATCH) } };
+    // The subject's filter stays in the update: FerretDB plans an update by `_id` alone as a scan
+    // of the collection (3 s in 10M events), and by the subject's index with it (50 ms).
+    const where = '_id' in filter ? { $and: [filter, batch] } : { ...filter, ...batch };
+    changed += (await coll.updateMany(where as Filter<Document>, { $set: set })).modifiedCount;
+  }
   return changed;
 }
