@@ -1,10 +1,9 @@
 /** The operator's CLI, run as a user runs it (bin/dbfleet), against the real services. */
-import { createServer } from 'node:net';
 import { expect, vi } from 'vitest';
 import { dropTenantData, tenantStores } from '../src/control/provision.ts';
 import type { FleetDeps } from '../src/runtime/deps.ts';
 import { cliFor } from './support/cli.ts';
-import { test as base, uniqueId } from './support/fixtures.ts';
+import { freePort, test as base, uniqueId } from './support/fixtures.ts';
 
 /** `cliTenant`: an id for a tenant the test adds through the CLI, dropped after it whatever happened. */
 const test = base.extend<{ cliTenant: string }>({
@@ -15,15 +14,6 @@ const test = base.extend<{ cliTenant: string }>({
     await deps.control.forgetTenant(id);
   },
 });
-
-/** A loopback port nothing listens on: taken from the system, then released. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 test('tenants, enqueue, jobs and queues commands', async ({ env, startWorker, client, cliTenant }) => {
   const cli = cliFor(env);
@@ -112,7 +102,7 @@ test('jobs list accepts only job states', async ({ env, deps: _ }) => {
 });
 
 test('one-shot commands exit 1 within seconds, with one line, when Redis is unreachable', async ({ env }) => {
-  const port = await closedPort();
+  const port = await freePort();
   const cli = cliFor(env, { DBFLEET_REDIS_URL: `redis://:a-redis-secret@127.0.0.1:${port}` });
   const commands = [
     ['queues', 'list'],

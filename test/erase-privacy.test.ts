@@ -2,21 +2,12 @@
  * After an erasure, the subject's id, email and name are nowhere the fleet keeps anything: every
  * Redis key of the deployment, the worker's log, the control database, the metrics, the board.
  */
-import { createServer } from 'node:net';
 import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
 import { AuditDrain } from '../src/control/audit-drain.ts';
 import { startBoard } from '../src/board/server.ts';
-import { displayName, email, fillDemo } from './support/erasure.ts';
-import { test } from './support/fixtures.ts';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}
+import { displayName, email, fillDemo, erased } from './support/erasure.ts';
+import { freePort, test } from './support/fixtures.ts';
 
 /** Every key and value in Redis, whatever its type, as text. */
 async function redisText(redis: Redis): Promise<string> {
@@ -64,9 +55,7 @@ test('after an erase (and a failed one), the subject is in no Redis key, log lin
     env: { DBFLEET_LOG_LEVEL: 'debug' },
   });
 
-  const dry = await (
-    await client.enqueue('erase', { tenant: tenant.id, subject: { id: String(subject) }, dryRun: true })
-  ).waitForResult({ timeoutMs: 60_000 });
+  const dry = await erased(client, tenant.id, String(subject), { dryRun: true });
   expect(dry.deleted).toBe(13);
   const done = await (
     await client.enqueue(
@@ -79,11 +68,7 @@ test('after an erase (and a failed one), the subject is in no Redis key, log lin
   // One that fails: its payload and failure reason must not carry the subject either.
   await tenant.pg.withClient((c) => c.query('ALTER TABLE consent RENAME COLUMN purpose TO goal'));
   await tenant.pg.withClient((c) => c.query('ALTER TABLE users RENAME COLUMN id TO user_id'));
-  await expect(
-    (await client.enqueue('erase', { tenant: tenant.id, subject: { id: email(subject) } })).waitForResult({
-      timeoutMs: 60_000,
-    }),
-  ).rejects.toThrow(/map_mismatch|does not fit/);
+  await expect(erased(client, tenant.id, email(subject))).rejects.toThrow(/map_mismatch|does not fit/);
 
   // The payloads are redacted once the jobs have finished; wait for that.
   const queue = client.queue('erase');

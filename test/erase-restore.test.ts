@@ -1,6 +1,6 @@
 /** Restores keep erased people erased: the ledger is applied to restored data before it is opened. */
 import { expect } from 'vitest';
-import { fillDemo, snapshot } from './support/erasure.ts';
+import { erased, fillDemo, snapshot } from './support/erasure.ts';
 import { test } from './support/fixtures.ts';
 
 test('backup, erase, restore that backup into the same tenant and into another: the subject stays erased', async ({
@@ -15,10 +15,8 @@ test('backup, erase, restore that backup into the same tenant and into another: 
   const backup = await (
     await client.enqueue('backup', { tenant: tenant.id })
   ).waitForResult({ timeoutMs: 60_000 });
-  const erased = await (
-    await client.enqueue('erase', { tenant: tenant.id, subject: { id: subject } })
-  ).waitForResult({ timeoutMs: 60_000 });
-  expect(erased).toMatchObject({ verified: true, deleted: 13, anonymised: 6 });
+  const erasure = await erased(client, tenant.id, subject);
+  expect(erasure).toMatchObject({ verified: true, deleted: 13, anonymised: 6 });
   const afterErase = await snapshot(tenant);
 
   // Into the same tenant: the backup still holds the subject; the restored tenant does not.
@@ -54,11 +52,7 @@ test('a restore with erasures on record and no ledger key fails and leaves the t
   const backup = await (
     await client.enqueue('backup', { tenant: tenant.id })
   ).waitForResult({ timeoutMs: 60_000 });
-  await (
-    await client.enqueue('erase', { tenant: tenant.id, subject: { id: String(ids[0]) } })
-  ).waitForResult({
-    timeoutMs: 60_000,
-  });
+  await erased(client, tenant.id, String(ids[0]));
   const before = await snapshot(tenant);
   const keys = deps.ledgerKeys;
   (deps as { ledgerKeys: unknown }).ledgerKeys = undefined;

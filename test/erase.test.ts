@@ -5,7 +5,7 @@ import { AuditDrain } from '../src/control/audit-drain.ts';
 import { anonymisedValue } from '../src/erase/anonymise.ts';
 import { ErasureLedger, receiptIsAuthentic, receiptOf } from '../src/erase/ledger.ts';
 import { defineConfig } from '../src/config/define.ts';
-import { fillDemo, snapshot, type Snapshot } from './support/erasure.ts';
+import { fillDemo, snapshot, type Snapshot, erased } from './support/erasure.ts';
 import { test } from './support/fixtures.ts';
 
 /** What the demo map must leave of each location, given the subject's keys before the erase. */
@@ -108,15 +108,11 @@ test('the demo tenant: a subject deleted and anonymised exactly as the map says,
   expect(receiptIsAuthentic({ ...receipt, verified: false } as never, deps.ledgerKeys!)).toBe(false);
 
   // Again: nothing to change, still verified, a second ledger entry.
-  const again = await (
-    await client.enqueue('erase', { tenant: tenant.id, subject: { id: String(subject) } })
-  ).waitForResult({ timeoutMs: 60_000 });
+  const again = await erased(client, tenant.id, String(subject));
   expect(again).toMatchObject({ verified: true, deleted: 0, anonymised: 0, dryRun: false });
   expect(again.erasureId).not.toBe(result.erasureId);
   // Someone the tenant never had: the same.
-  const unknown = await (
-    await client.enqueue('erase', { tenant: tenant.id, subject: { id: 'no-such-person' } })
-  ).waitForResult({ timeoutMs: 60_000 });
+  const unknown = await erased(client, tenant.id, 'no-such-person');
   expect(unknown).toMatchObject({ verified: true, deleted: 0, anonymised: 0 });
   expect(await ledger.list({ tenant: tenant.id })).toHaveLength(3);
 });
@@ -130,9 +126,7 @@ test('a dry run counts per location and changes nothing; nothing is recorded', a
   const ids = await fillDemo(tenant, 5);
   const before = await snapshot(tenant);
   startWorker();
-  const result = await (
-    await client.enqueue('erase', { tenant: tenant.id, subject: { id: String(ids[2]) }, dryRun: true })
-  ).waitForResult({ timeoutMs: 60_000 });
+  const result = await erased(client, tenant.id, String(ids[2]), { dryRun: true });
   expect(result).toMatchObject({
     erasureId: null,
     dryRun: true,
@@ -259,9 +253,7 @@ describe('a second schema: a reference chain three levels deep, anonymised and d
       });
     const before = await dump();
     startWorker();
-    const result = await (
-      await client.enqueue('erase', { tenant: tenant.id, subject: { id: 'C-3' } })
-    ).waitForResult({ timeoutMs: 60_000 });
+    const result = await erased(client, tenant.id, 'C-3');
     // Customer 3 (id 3) has invoices 3, 9, 15; their lines 3 of each, each line 2 notes.
     expect(result.locations).toEqual([
       { store: 'postgres', name: 'line_notes', action: 'delete', count: 18, remaining: 0 },
@@ -305,9 +297,7 @@ describe('a second schema: a reference chain three levels deep, anonymised and d
     ).toEqual([{ customerRef: 'C-4', text: 'c' }]);
 
     // Again: the pseudonymised customer is still found and checked, and nothing changes.
-    const again = await (
-      await client.enqueue('erase', { tenant: tenant.id, subject: { id: 'C-3' } })
-    ).waitForResult({ timeoutMs: 60_000 });
+    const again = await erased(client, tenant.id, 'C-3');
     expect(again).toMatchObject({ verified: true, deleted: 0, anonymised: 0 });
     expect(await dump()).toEqual(after);
   });
@@ -330,11 +320,7 @@ describe('a second schema: a reference chain three levels deep, anonymised and d
     );
     await tenant.mongo.createCollection('tickets');
     startWorker();
-    await expect(
-      (await client.enqueue('erase', { tenant: tenant.id, subject: { id: 'C-1' } })).waitForResult({
-        timeoutMs: 60_000,
-      }),
-    ).rejects.toThrow(
+    await expect(erased(client, tenant.id, 'C-1')).rejects.toThrow(
       /table note_reactions refers to line_notes \(note_reactions_note_id_fkey\) and is not in the map/,
     );
     const email = await tenant.pg.withClient(
@@ -423,9 +409,7 @@ describe('subject ids are read the same way by every store', () => {
       { _id: 'big-string' as never, userId: big },
     ]);
     startWorker();
-    const r = await (
-      await client.enqueue('erase', { tenant: tenant.id, subject: { id: big } })
-    ).waitForResult({ timeoutMs: 60_000 });
+    const r = await erased(client, tenant.id, big);
     expect(r.locations.find((l) => l.name === 'sessions')).toMatchObject({ count: 1, remaining: 0 });
     // The map says sessions hold the id as a number: the string and the other number stay.
     expect(
@@ -482,13 +466,9 @@ describe('hard schemas: a length-limited id column, null path keys, a partitione
     startWorker();
     // A typo one character past the column's length: a cast to varchar(12) would cut it to
     // someone else's id.
-    const typo = await (
-      await client.enqueue('erase', { tenant: tenant.id, subject: { id: 'CUST-0000042X' } })
-    ).waitForResult({ timeoutMs: 60_000 });
+    const typo = await erased(client, tenant.id, 'CUST-0000042X');
     expect(typo).toMatchObject({ deleted: 0, verified: true });
-    const r = await (
-      await client.enqueue('erase', { tenant: tenant.id, subject: { id: 'CUST-0000043' } })
-    ).waitForResult({ timeoutMs: 60_000 });
+    const r = await erased(client, tenant.id, 'CUST-0000043');
     expect(r.locations).toEqual([
       { store: 'postgres', name: 'visits', action: 'delete', count: 1, remaining: 0 },
       { store: 'postgres', name: 'accounts', action: 'delete', count: 1, remaining: 0 },

@@ -31,6 +31,7 @@ import {
   forgetExports,
   readOpened,
 } from './support/exports.ts';
+import { erased } from './support/erasure.ts';
 import { eventually, test, type TenantHandle } from './support/fixtures.ts';
 
 async function opened(store: ObjectStore, deps: FleetDeps, tenant: string, exportId: string, tmp: string) {
@@ -282,9 +283,7 @@ describe('export-subject', () => {
   }) => {
     await prepare(deps, tenant);
     startWorker();
-    await (
-      await client.enqueue('erase', { tenant: tenant.id, subject: { id: ADA.id } })
-    ).waitForResult({ timeoutMs: 60_000 });
+    await erased(client, tenant.id, ADA.id);
     const result = await (
       await client.enqueue('export-subject', { tenant: tenant.id, subject: { id: ADA.id } })
     ).waitForResult({ timeoutMs: 60_000 });

@@ -3,6 +3,7 @@ import { backupTenant } from '../src/backup/backup-tenant.ts';
 import { BackupCatalog } from '../src/backup/catalog.ts';
 import { catalog } from '../queues/index.ts';
 import { classifyError } from '../src/errors.ts';
+import { tenantLockSettings } from '../src/migrations/tenant-locks.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 
 export const backup: Handler<'backup'> = async (payload, ctx) => {
@@ -23,11 +24,7 @@ export const backup: Handler<'backup'> = async (payload, ctx) => {
         progress: (p) => ctx.progress(p),
         signal: ctx.signal,
         log: ctx.log,
-        locks: {
-          waitMs: env.DBFLEET_MIGRATE_LOCK_WAIT_MS,
-          leaseMs: env.DBFLEET_MIGRATE_LEASE_MS,
-          holder: `backup job ${ctx.job.id}`,
-        },
+        locks: tenantLockSettings(env, `backup job ${ctx.job.id}`),
         partSizeBytes: env.DBFLEET_BACKUP_PART_SIZE_MB * 1024 * 1024,
         parallel: env.DBFLEET_BACKUP_PARALLEL,
       },

@@ -7,6 +7,7 @@ import { classifyError } from '../src/errors.ts';
 import { eraseSubject } from '../src/erase/erase-subject.ts';
 import { ErasureLedger } from '../src/erase/ledger.ts';
 import { requireLedgerKeys } from '../src/erase/ledger-keys.ts';
+import { tenantLockSettings } from '../src/migrations/tenant-locks.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 
 export const erase: Handler<'erase'> = async (payload, ctx) => {
@@ -30,11 +31,7 @@ export const erase: Handler<'erase'> = async (payload, ctx) => {
         progress: (p) => ctx.progress(p),
         throwIfInterrupted: () => ctx.throwIfInterrupted(),
         log: ctx.log,
-        locks: {
-          waitMs: deps.env.DBFLEET_MIGRATE_LOCK_WAIT_MS,
-          leaseMs: deps.env.DBFLEET_MIGRATE_LEASE_MS,
-          holder: `erase job ${ctx.job.id}`,
-        },
+        locks: tenantLockSettings(deps.env, `erase job ${ctx.job.id}`),
       },
     );
   } catch (err) {

@@ -1,7 +1,7 @@
 /**
  * export-subject: one data subject's data, per the personal-data map, as a sealed bundle with an
- * expiring link (src/erase/export-subject.ts). Each job first sweeps the deployment's expired
- * exports (src/erase/export-expire.ts).
+ * expiring link (src/erase/export-subject.ts). Each job first sweeps its tenant's expired exports
+ * (src/erase/export-expire.ts).
  */
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -10,6 +10,7 @@ import { ExportRecords } from '../src/erase/export-records.ts';
 import { expireExports } from '../src/erase/export-expire.ts';
 import { exportSubject as runExport } from '../src/erase/export-subject.ts';
 import { requireLedgerKeys } from '../src/erase/ledger-keys.ts';
+import { tenantLockSettings } from '../src/migrations/tenant-locks.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 
 export const exportSubject: Handler<'export-subject'> = async (payload, ctx) => {
@@ -51,11 +52,7 @@ export const exportSubject: Handler<'export-subject'> = async (payload, ctx) => 
       progress: (p) => ctx.progress(p),
       throwIfInterrupted: () => ctx.throwIfInterrupted(),
       log: ctx.log,
-      locks: {
-        waitMs: env.DBFLEET_MIGRATE_LOCK_WAIT_MS,
-        leaseMs: env.DBFLEET_MIGRATE_LEASE_MS,
-        holder: `export-subject job ${ctx.job.id}`,
-      },
+      locks: tenantLockSettings(env, `export-subject job ${ctx.job.id}`),
       partSizeBytes: env.DBFLEET_BACKUP_PART_SIZE_MB * 1024 * 1024,
     },
   );

@@ -9,6 +9,7 @@ import { dropStaging, restoreTenant } from '../src/backup/restore-tenant.ts';
 import { classifyError } from '../src/errors.ts';
 import { ErasureLedger } from '../src/erase/ledger.ts';
 import { reapplyErasures } from '../src/erase/reapply.ts';
+import { tenantLockSettings } from '../src/migrations/tenant-locks.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 
 export const restore: Handler<'restore'> = async (payload, ctx) => {
@@ -44,11 +45,7 @@ export const restore: Handler<'restore'> = async (payload, ctx) => {
         progress: (p) => ctx.progress(p),
         signal: ctx.signal,
         log: ctx.log,
-        locks: {
-          waitMs: deps.env.DBFLEET_MIGRATE_LOCK_WAIT_MS,
-          leaseMs: deps.env.DBFLEET_MIGRATE_LEASE_MS,
-          holder: `restore job ${ctx.job.id}`,
-        },
+        locks: tenantLockSettings(deps.env, `restore job ${ctx.job.id}`),
         parallel: deps.env.DBFLEET_BACKUP_PARALLEL,
         reapplyErasures: (staged, backup) =>
           reapplyErasures(

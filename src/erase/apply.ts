@@ -79,8 +79,6 @@ export async function countPostgres(
   return counts;
 }
 
-export const verifyPostgres = countPostgres;
-
 /**
  * Every table's deletes and updates, in order, in the caller's transaction (`target.pg` must be in
  * one). Returns the rows changed per table.
@@ -158,22 +156,32 @@ export async function countMongoLocation(
     : (await toAnonymise(loc, filter, target, src)).length;
 }
 
-export const verifyMongoLocation = countMongoLocation;
-
 const ID_BATCH = 1_000;
 
+/**
+ * Deletes or anonymises the subject's documents in one collection; returns how many changed.
+ * `beforeChange` hears what is about to change (countMongoLocation's figure) before anything does.
+ */
 export async function eraseMongoLocation(
   loc: ResolvedLocation,
   map: ResolvedMap,
   target: MapTarget,
   src: PseudonymSource,
+  beforeChange: (toChange: number) => Promise<void> = async () => undefined,
 ): Promise<number> {
   const filter = await filterOf(loc, map, target, src);
-  if (!filter) return 0;
+  if (!filter) {
+    await beforeChange(0);
+    return 0;
+  }
   const coll = target.mongo.collection(loc.physical);
-  if (loc.action === 'delete') return (await coll.deleteMany(filter)).deletedCount;
+  if (loc.action === 'delete') {
+    await beforeChange(await coll.countDocuments(filter));
+    return (await coll.deleteMany(filter)).deletedCount;
+  }
   const set = Object.fromEntries(expectedValues(loc, src).map((e) => [e.field, e.value]));
   const ids = await toAnonymise(loc, filter, target, src);
+  await beforeChange(ids.length);
   let changed = 0;
   for (let i = 0; i < ids.length; i += ID_BATCH) {
     const batch = { _id: { $in: ids.slice(i, i + ID_BATCH) } };

@@ -94,9 +94,10 @@ export async function discoverUnmapped(deps: FleetDeps, tenant: string): Promise
   const result: MapCheck = { tenant, problems: [], unindexed: [], unmapped: [] };
   await withPoolClient(pool, async (client) => {
     try {
-      const resolved = await resolveMap(map, { pg: client, schema, mongo }, { tenant });
+      const resolved = await resolveMap(map, { pg: client, schema, mongo }, { tenant, indexes: true });
       for (const l of [...resolved.postgres, ...resolved.mongo])
-        if (!l.indexed) result.unindexed.push(`${l.store} ${l.name}.${l.subjectField ?? l.through!.field}`);
+        if (l.indexed === false)
+          result.unindexed.push(`${l.store} ${l.name}.${l.subjectField ?? l.through!.field}`);
     } catch (err) {
       if (!(err instanceof MapMismatchError)) throw err;
       result.problems.push(...err.problems);

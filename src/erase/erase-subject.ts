@@ -21,8 +21,6 @@ import {
   countPostgres,
   eraseMongoLocation,
   erasePostgres,
-  verifyMongoLocation,
-  verifyPostgres,
   type Counts,
 } from './apply.ts';
 import { sealBinding, type ErasureLedger, type LocationOutcome } from './ledger.ts';
@@ -91,10 +89,9 @@ export async function eraseSubject(req: EraseRequest, s: EraseServices): Promise
       const map = await resolveMap(s.map, target, { tenant: req.tenant });
       const total = map.postgres.length + map.mongo.length;
       if (req.dryRun) {
-        const counts = { ...(await countPostgres(map, target, src)) };
-        for (const loc of map.mongo) counts[loc.id] = await countMongoLocation(loc, map, target, src);
-        const remaining = await verifyAll(map, target, src);
-        const outcome = outcomeOf(map, counts, remaining, null, true);
+        // What an erase would change is what the verify pass would find left: one reading.
+        const counts = await verifyAll(map, target, src);
+        const outcome = outcomeOf(map, counts, counts, null, true);
         await s.checkpoint.finish({ ...cp, outcome });
         return outcome;
       }
@@ -182,10 +179,13 @@ async function erasePass(
     s.throwIfInterrupted();
     const step = cp.mongo[loc.id];
     if (step?.done === undefined) {
-      const before = step?.before ?? (await countMongoLocation(loc, map, target, src));
-      cp.mongo[loc.id] = { before };
-      await s.checkpoint.set(cp);
-      const changed = await eraseMongoLocation(loc, map, target, src);
+      let before = step?.before ?? 0;
+      const changed = await eraseMongoLocation(loc, map, target, src, async (toChange) => {
+        // A retry keeps what the first attempt found, before it changed any of it.
+        before = step?.before ?? toChange;
+        cp.mongo[loc.id] = { before };
+        await s.checkpoint.set(cp);
+      });
       cp.mongo[loc.id] = { before, done: Math.max(before, changed) };
       await s.checkpoint.set(cp);
     }
@@ -197,8 +197,8 @@ async function erasePass(
 }
 
 export async function verifyAll(map: ResolvedMap, target: MapTarget, src: PseudonymSource): Promise<Counts> {
-  const remaining = await verifyPostgres(map, target, src);
-  for (const loc of map.mongo) remaining[loc.id] = await verifyMongoLocation(loc, map, target, src);
+  const remaining = await countPostgres(map, target, src);
+  for (const loc of map.mongo) remaining[loc.id] = await countMongoLocation(loc, map, target, src);
   return remaining;
 }
 

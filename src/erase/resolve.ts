@@ -49,8 +49,11 @@ export interface ResolvedLocation {
   mongoTypes: MongoSubjectType[];
   through?: { location: string; field: string; key: string };
   anonymise: { field: string; strategy: AnonymiseStrategy; kind: ValueKind; type: string }[];
-  /** Whether the subject (or path) field leads an index: without one, every erase scans the table. */
-  indexed: boolean;
+  /**
+   * Whether the subject (or path) field leads an index (without one, every erase scans the table).
+   * Looked up only when asked (check-map): a job does not need it.
+   */
+  indexed?: boolean;
 }
 
 export interface ResolvedMap {
@@ -73,7 +76,7 @@ export class MapMismatchError extends PermanentError {
 export async function resolveMap(
   map: readonly PersonalDataLocation[],
   target: MapTarget,
-  options: { tenant: string; lenient?: boolean },
+  options: { tenant: string; lenient?: boolean; indexes?: boolean },
 ): Promise<ResolvedMap> {
   const problems: string[] = [];
   const skipped: string[] = [];
@@ -100,14 +103,16 @@ export async function resolveMap(
       const base = r.base === 'character' ? 'bpchar' : r.base;
       columns.get(r.table)!.set(r.column, { type: r.type, base, notNull: r.notNull });
     }
-    const idx = await target.pg.query<{ table: string; column: string }>(
-      `SELECT c.relname AS table, a.attname AS column
-       FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
-       WHERE n.nspname = $1 AND c.relname = ANY($2)`,
-      [target.schema, names],
-    );
-    for (const r of idx.rows) indexedCols.add(`${r.table}.${r.column}`);
+    if (options.indexes) {
+      const idx = await target.pg.query<{ table: string; column: string }>(
+        `SELECT c.relname AS table, a.attname AS column
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+         WHERE n.nspname = $1 AND c.relname = ANY($2)`,
+        [target.schema, names],
+      );
+      for (const r of idx.rows) indexedCols.add(`${r.table}.${r.column}`);
+    }
     // A partition's copy of its parent's foreign key (conparentid <> 0) is the parent's.
     const fk = await target.pg.query<ForeignKey>(
       `SELECT ch.relname AS child, pa.relname AS parent, con.confdeltype AS "onDelete", con.conname AS name,
@@ -144,7 +149,6 @@ export async function resolveMap(
       mongoTypes: Array.isArray(l.subjectType) ? l.subjectType : [l.subjectType ?? 'string'],
       through: l.through,
       anonymise: [],
-      indexed: true,
     };
     const ref = l.subjectField ?? l.through!.field;
     if (l.store === 'postgres') {
@@ -163,7 +167,7 @@ export async function resolveMap(
         problems.push(
           `${where}.${ref} (${subject.type}): a subject column must be text, an integer, numeric or uuid`,
         );
-      r.indexed = indexedCols.has(`${l.name}.${ref}`);
+      if (options.indexes) r.indexed = indexedCols.has(`${l.name}.${ref}`);
       for (const [field, strategy] of Object.entries(l.anonymise ?? {})) {
         const col = cols.get(field);
         if (!col) {
@@ -180,8 +184,10 @@ export async function resolveMap(
         miss(`${where}: no such collection`);
         continue;
       }
-      const indexes = await target.mongo.collection(physical).listIndexes().toArray();
-      r.indexed = ref === '_id' || indexes.some((i) => Object.keys(i.key as Document)[0] === ref);
+      if (options.indexes) {
+        const indexes = await target.mongo.collection(physical).listIndexes().toArray();
+        r.indexed = ref === '_id' || indexes.some((i) => Object.keys(i.key as Document)[0] === ref);
+      }
       for (const [field, strategy] of Object.entries(l.anonymise ?? {})) {
         const kind: ValueKind = field === l.subjectField && r.mongoTypes[0] === 'number' ? 'number' : 'text';
         r.anonymise.push({ field, strategy, kind, type: kind });

@@ -15,6 +15,14 @@ export interface LockSettings {
   holder: string;
 }
 
+/** The deployment's lock settings (DBFLEET_MIGRATE_LOCK_WAIT_MS, DBFLEET_MIGRATE_LEASE_MS) for `holder`. */
+export function tenantLockSettings(
+  env: { DBFLEET_MIGRATE_LOCK_WAIT_MS: number; DBFLEET_MIGRATE_LEASE_MS: number },
+  holder: string,
+): LockSettings {
+  return { waitMs: env.DBFLEET_MIGRATE_LOCK_WAIT_MS, leaseMs: env.DBFLEET_MIGRATE_LEASE_MS, holder };
+}
+
 const KEY = `hashtext('dbfleet.migrate'), hashtext($1)`;
 
 /**

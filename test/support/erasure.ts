@@ -3,6 +3,8 @@
  * snapshot of every row and document by key, so a test can say exactly what an erasure changed.
  */
 import { Int32, Long, type Document } from 'mongodb';
+import type { Result } from '../../queues/index.ts';
+import type { FleetClient } from '../../src/client/client.ts';
 import type { TenantHandle } from './fixtures.ts';
 
 export const email = (i: number) => `listener${i}@example.test`;
@@ -93,4 +95,15 @@ export async function snapshot(t: TenantHandle): Promise<Snapshot> {
 function normalise(v: unknown): unknown {
   if (v instanceof Long || v instanceof Int32) return Number(v);
   return v;
+}
+
+/** Enqueues an erase of `subjectId` and waits for its result (or its failure). */
+export async function erased(
+  client: FleetClient,
+  tenant: string,
+  subjectId: string,
+  o: { dryRun?: boolean } = {},
+): Promise<Result<'erase'>> {
+  const job = await client.enqueue('erase', { tenant, subject: { id: subjectId }, ...o });
+  return job.waitForResult({ timeoutMs: 60_000 });
 }
