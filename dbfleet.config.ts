@@ -47,6 +47,9 @@ export default defineConfig({
       anonymise: { userId: 'hash', ip: 'null', userAgent: 'null' },
     },
   ],
+  // What cleanup jobs delete. Sessions go once expired, listening history after a year (in batches
+  // sized toward 50 ms, with a pause between them), the audit trail of jobs after 400 days; nightly
+  // backups thin out to 14 daily, 8 weekly, 12 monthly and 3 yearly, read in Paris time.
   retention: [
     {
       name: 'expired_sessions',
@@ -54,7 +57,6 @@ export default defineConfig({
       target: 'sessions',
       timeField: 'expiresAt',
       olderThanDays: 0,
-      schedule: '0 3 * * *',
     },
     {
       name: 'old_events',
@@ -62,6 +64,14 @@ export default defineConfig({
       target: 'listening_events',
       timeField: 'playedAt',
       olderThanDays: 365,
+    },
+    { name: 'job_audit', store: 'control', records: 'audit_events', olderThanDays: 400 },
+    { name: 'expired_exports', store: 'exports' },
+    {
+      name: 'backups',
+      store: 'backups',
+      keep: { daily: 14, weekly: 8, monthly: 12, yearly: 3 },
+      timeZone: 'Europe/Paris',
     },
   ],
 });

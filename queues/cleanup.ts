@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defaultPolicy, defineJob } from './contract.ts';
 import { dryRun, identifier, tenantId } from './fields.ts';
+import type { PolicyOutcome } from '../src/cleanup/outcome.ts';
 
 export const payload = z.strictObject({
   tenant: tenantId,
@@ -9,8 +10,9 @@ export const payload = z.strictObject({
   dryRun,
 });
 
+/** Per policy, in config order: what it found and what it did (src/cleanup/outcome.ts). */
 export interface Result {
-  policies: { name: string; matched: number; deleted: number }[];
+  policies: PolicyOutcome[];
 }
 
 export const cleanup = defineJob<'cleanup', typeof payload, Result>({

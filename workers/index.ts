@@ -6,6 +6,7 @@
 import type { JobName } from '../queues/index.ts';
 import type { Handler } from '../src/runtime/handler.ts';
 import { backup } from './backup.ts';
+import { cleanup } from './cleanup.ts';
 import { erase } from './erase.ts';
 import { exportSubject } from './export-subject.ts';
 import { loadFixtures } from './load-fixtures.ts';
@@ -17,7 +18,7 @@ export const handlers = {
   migrate,
   backup,
   restore,
-  cleanup: null,
+  cleanup,
   validate: null,
   erase,
   'export-subject': exportSubject,

@@ -94,7 +94,7 @@ async function load(
   sink: Sink,
   started: number,
 ): Promise<Result> {
-  const run = { prefix: ctx.job.prefix, jobId: ctx.job.id, runId: ctx.job.runId };
+  const run = { prefix: ctx.job.prefix, jobId: ctx.job.id, runId: ctx.job.runId, tenant: ctx.tenant };
   const saved = await sink.prepare();
   // The last committed batch's store refusals, in case the attempt that wrote it died before
   // recording them (recording is idempotent).

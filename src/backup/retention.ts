@@ -25,6 +25,8 @@ export interface BackupFacts {
   startedAt: Date;
   /** The last verify found it sound. */
   verified: boolean;
+  /** A running backup's last heartbeat: its grace runs from there (a long backup still alive stays). */
+  lastSeenAt?: Date;
 }
 
 export interface PlannedBackup {
@@ -109,7 +111,7 @@ export function planRetention(
     const why = reasons.get(b.backupId)!;
     if (b.state === 'deleted') return { backupId: b.backupId, keep: false, reasons: ['already deleted'] };
     if (b.state !== 'complete') {
-      const young = now.getTime() - b.startedAt.getTime() < graceMs;
+      const young = now.getTime() - (b.lastSeenAt ?? b.startedAt).getTime() < graceMs;
       return {
         backupId: b.backupId,
         keep: young,

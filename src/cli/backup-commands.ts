@@ -235,12 +235,8 @@ export function registerBackupCommands(program: Command, int: (v: string) => num
           return;
         }
         const { BackupCatalog } = await import('../backup/catalog.ts');
-        // The manifest first: from then on the backup is incomplete, never half-restorable.
-        for (const key of keys.sort(
-          (a, b) => Number(b.endsWith('manifest.json')) - Number(a.endsWith('manifest.json')),
-        ))
-          await store.delete(key);
-        await new BackupCatalog(deps.control.pool, deps.prefix).markDeleted(backupId);
+        const { deleteBackup } = await import('../backup/prune.ts');
+        await deleteBackup(new BackupCatalog(deps.control.pool, deps.prefix), store, row);
         print({ backup: backupId, deleted: keys.length });
       }),
     );

@@ -8,25 +8,15 @@ import path from 'node:path';
 import type { z } from 'zod';
 import { IDENTIFIER, isReservedName } from '../../queues/fields.ts';
 import { mapProblems, type PersonalDataLocation } from '../erase/map.ts';
+import { policyProblems, type RetentionPolicy } from '../cleanup/policies.ts';
 
 export type { AnonymiseStrategy, PersonalDataLocation } from '../erase/map.ts';
+export type { RetentionPolicy } from '../cleanup/policies.ts';
 
 export interface TenantOverride {
   /** Name of the environment variable holding this tenant's PostgreSQL URL (its own cluster). */
   postgresUrlEnv?: string;
   mongoUrlEnv?: string;
-}
-
-export interface RetentionPolicy {
-  name: string;
-  store: 'postgres' | 'mongo';
-  /** Table or collection. */
-  target: string;
-  /** Timestamp column or field compared against the age. */
-  timeField: string;
-  olderThanDays: number;
-  /** Cron expression for the per-tenant schedule. */
-  schedule?: string;
 }
 
 export interface ValidationRule {
@@ -43,6 +33,7 @@ export interface DbfleetConfig {
   migrations?: { postgres?: string; mongo?: string };
   /** Where each data subject's rows and documents are, and what erasure does to them (src/erase/map.ts). */
   personalData?: PersonalDataLocation[];
+  /** What cleanup jobs delete, and how (src/cleanup/policies.ts). */
   retention?: RetentionPolicy[];
   validation?: ValidationRule[];
   /** Row schemas for load-fixtures, by name. An object schema: its keys are the PostgreSQL columns. */
@@ -61,10 +52,6 @@ export function defineConfig(config: DbfleetConfig): DbfleetConfig {
 
 function targetProblems(config: DbfleetConfig): string[] {
   const targets: [string, string][] = [
-    ...(config.retention ?? []).flatMap((r, i): [string, string][] => [
-      [`retention[${i}].target`, r.target],
-      [`retention[${i}].timeField`, r.timeField],
-    ]),
     ...(config.validation ?? []).flatMap((v, i): [string, string][] => [
       [`validation[${i}].target`, v.target],
       ...(v.references
@@ -77,7 +64,7 @@ function targetProblems(config: DbfleetConfig): string[] {
     if (isReservedName(name)) return [`${where}: ${name} is reserved for the fleet's own records`];
     return [];
   });
-  return [...mapProblems(config.personalData ?? []), ...named];
+  return [...mapProblems(config.personalData ?? []), ...policyProblems(config.retention ?? []), ...named];
 }
 
 /** Loads the config module: the path given, else `dbfleet.config.ts` in the working folder, else empty. */

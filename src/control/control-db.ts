@@ -133,14 +133,21 @@ export class ControlDb {
 
   /** Idempotent: a retried batch records the same (run, line) pairs again without duplicates. */
   async recordRejections(
-    run: { prefix: string; jobId: string; runId: string },
+    run: { prefix: string; jobId: string; runId: string; tenant: string },
     rejections: { line: number; reason: string }[],
   ): Promise<void> {
     if (rejections.length === 0) return;
     await this.pool.query(
-      `INSERT INTO dbfleet.load_rejections (prefix, job_id, run_id, line, reason)
-       SELECT $1, $2, $3, * FROM unnest($4::bigint[], $5::text[]) ON CONFLICT DO NOTHING`,
-      [run.prefix, run.jobId, run.runId, rejections.map((r) => r.line), rejections.map((r) => r.reason)],
+      `INSERT INTO dbfleet.load_rejections (prefix, job_id, run_id, tenant, line, reason)
+       SELECT $1, $2, $3, $4, * FROM unnest($5::bigint[], $6::text[]) ON CONFLICT DO NOTHING`,
+      [
+        run.prefix,
+        run.jobId,
+        run.runId,
+        run.tenant,
+        rejections.map((r) => r.line),
+        rejections.map((r) => r.reason),
+      ],
     );
   }
 

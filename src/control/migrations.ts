@@ -395,4 +395,31 @@ export const controlMigrations: readonly { version: number; name: string; sql: s
       CREATE INDEX subject_exports_expiry ON dbfleet.subject_exports (expires_at) WHERE deleted_at IS NULL;
     `,
   },
+  {
+    version: 11,
+    name: 'cleanup progress; load rejections by tenant',
+    // A cleanup of the fleet's own records commits each batch with its progress row here, so a
+    // crashed run resumes with exact counts (src/cleanup/control-records.ts). Rejections get their
+    // tenant, so that one tenant's retention never reaches another's; older rows take it from the
+    // audit log of the job that refused them.
+    sql: `
+      CREATE TABLE dbfleet.cleanup_progress (
+        prefix      text NOT NULL,
+        run_id      text NOT NULL,
+        policy      text NOT NULL,
+        matched     bigint NOT NULL,
+        deleted     bigint NOT NULL,
+        batches     integer NOT NULL,
+        longest_ms  integer NOT NULL,
+        done        boolean NOT NULL,
+        updated_at  timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (prefix, run_id, policy)
+      );
+      ALTER TABLE dbfleet.load_rejections ADD COLUMN tenant text;
+      UPDATE dbfleet.load_rejections r SET tenant = e.tenant
+        FROM (SELECT DISTINCT prefix, job_id, tenant FROM dbfleet.job_event_log WHERE queue = 'load-fixtures') e
+       WHERE e.prefix = r.prefix AND e.job_id = r.job_id;
+      CREATE INDEX load_rejections_tenant ON dbfleet.load_rejections (prefix, tenant, created_at);
+    `,
+  },
 ];

@@ -66,7 +66,7 @@ export class LocalObjectStore implements ObjectStore {
       const key = rel.split(path.sep).join('/');
       if (!key.startsWith(prefix) || key.endsWith('.partial')) continue;
       const info = await stat(path.join(this.#root, rel));
-      if (info.isFile()) yield { key, size: info.size };
+      if (info.isFile()) yield { key, size: info.size, lastModified: info.mtime };
     }
   }
 

@@ -9,6 +9,8 @@ export interface PutOptions {
 export interface StoredObject {
   key: string;
   size: number;
+  /** When it was last written; listings give it (retention reads it), `head` may not. */
+  lastModified?: Date;
 }
 
 export interface ObjectStore {

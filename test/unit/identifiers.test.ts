@@ -32,7 +32,7 @@ describe('config targets', () => {
         personalData: [{ store: 'mongo', name: 'users; drop', subjectField: 'id', action: 'delete' }],
       }),
     ).toThrow(
-      /personalData\[0\]\.name: "users; drop" is not an identifier[\s\S]*retention\[0\]\.target: _dbfleet_migrations is reserved/,
+      /personalData\[0\]\.name: "users; drop" is not an identifier[\s\S]*retention\[0\]\.target: is reserved/,
     );
     expect(() =>
       defineConfig({

@@ -1,0 +1,53 @@
+/**
+ * Backup retention applied: the grandfather-father-son plan (retention.ts) over one tenant's catalog,
+ * and the deletion of what it does not keep. Only that tenant's rows are read, so one tenant's
+ * pruning can never delete another's backups.
+ */
+import type { ObjectStore } from '../storage/object-store.ts';
+import type { BackupCatalog, BackupRow } from './catalog.ts';
+import { planRetention, type PlannedBackup, type RetentionRules } from './retention.ts';
+
+export interface PrunePlan {
+  row: BackupRow;
+  plan: PlannedBackup;
+}
+
+export async function planPrune(
+  catalog: BackupCatalog,
+  tenant: string,
+  rules: RetentionRules,
+  now: Date,
+): Promise<PrunePlan[]> {
+  const rows = (await catalog.list(tenant)).filter((r) => r.tenant === tenant);
+  const plans = planRetention(
+    rows.map((r) => ({
+      backupId: r.backup_id,
+      tenant: r.tenant,
+      state: r.state,
+      startedAt: r.started_at,
+      verified: r.verify_result === 'ok',
+      lastSeenAt: r.updated_at,
+    })),
+    rules,
+    now,
+  );
+  return rows.map((row, i) => ({ row, plan: plans[i]! }));
+}
+
+/**
+ * Deletes a backup's objects, its manifest first (from then on it is incomplete, never
+ * half-restorable), then marks it deleted. Returns how many objects went.
+ */
+export async function deleteBackup(
+  catalog: BackupCatalog,
+  store: ObjectStore,
+  row: BackupRow,
+): Promise<number> {
+  const prefix = row.manifest_key.slice(0, -'manifest.json'.length);
+  const keys: string[] = [];
+  for await (const o of store.list(prefix)) keys.push(o.key);
+  keys.sort((a, b) => Number(b === row.manifest_key) - Number(a === row.manifest_key));
+  for (const key of keys) await store.delete(key);
+  await catalog.markDeleted(row.backup_id);
+  return keys.length;
+}

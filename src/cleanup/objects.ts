@@ -1,0 +1,87 @@
+/**
+ * Retention on objects: everything under the policy's prefix, with `{tenant}` replaced by the job's
+ * tenant (a whole path segment, so `tmp/acme/` never reaches `tmp/acme2/`), last written before the
+ * cutoff. Deleted in batches of up to 1,000 keys; a batch's keys are checkpointed before they are
+ * deleted, so a crash's retry deletes them again (deleting is idempotent) and counts them once.
+ */
+import type { ObjectStore } from '../storage/object-store.ts';
+import { emptyOutcome, type PolicyOutcome, type RunScope } from './outcome.ts';
+import type { RetentionPolicy } from './policies.ts';
+
+type ObjectPolicy = Extract<RetentionPolicy, { store: 'objects' }>;
+
+const BATCH = 1_000;
+const PARALLEL = 8;
+
+export interface ObjectProgress {
+  outcome: PolicyOutcome;
+  pending?: string[];
+  done: boolean;
+}
+
+export const tenantPrefix = (policy: ObjectPolicy, tenant: string) =>
+  policy.prefix.replace('{tenant}', tenant);
+
+async function* oldObjects(store: ObjectStore, prefix: string, cutoff: Date) {
+  for await (const o of store.list(prefix))
+    if (o.lastModified && o.lastModified.getTime() < cutoff.getTime()) yield o;
+}
+
+export async function surveyObjects(
+  store: ObjectStore,
+  policy: ObjectPolicy,
+  s: RunScope,
+): Promise<PolicyOutcome> {
+  const out = emptyOutcome(policy.name, 'objects', true);
+  let oldest: Date | undefined;
+  let newest: Date | undefined;
+  for await (const o of oldObjects(store, tenantPrefix(policy, s.tenant), s.cutoff)) {
+    out.matched++;
+    if (!oldest || o.lastModified! < oldest) oldest = o.lastModified;
+    if (!newest || o.lastModified! > newest) newest = o.lastModified;
+  }
+  return { ...out, oldest: oldest?.toISOString() ?? null, newest: newest?.toISOString() ?? null };
+}
+
+export async function cleanObjects(
+  store: ObjectStore,
+  policy: ObjectPolicy,
+  s: RunScope,
+  saved: ObjectProgress | undefined,
+  save: (p: ObjectProgress) => Promise<void>,
+): Promise<PolicyOutcome> {
+  const p: ObjectProgress = saved ?? { outcome: emptyOutcome(policy.name, 'objects', false), done: false };
+  const deleteBatch = async (keys: string[]) => {
+    const started = performance.now();
+    p.pending = keys;
+    await save(p);
+    for (let i = 0; i < keys.length; i += PARALLEL)
+      await Promise.all(keys.slice(i, i + PARALLEL).map((k) => store.delete(k)));
+    const ms = Math.round(performance.now() - started);
+    p.outcome = {
+      ...p.outcome,
+      matched: p.outcome.matched + keys.length,
+      deleted: p.outcome.deleted + keys.length,
+      batches: p.outcome.batches + 1,
+      longestBatchMs: Math.max(p.outcome.longestBatchMs, ms),
+    };
+    delete p.pending;
+    await save(p);
+    await s.progress(p.outcome);
+  };
+  if (p.done) return p.outcome;
+  if (p.pending) await deleteBatch(p.pending);
+  let keys: string[] = [];
+  for await (const o of oldObjects(store, tenantPrefix(policy, s.tenant), s.cutoff)) {
+    keys.push(o.key);
+    if (keys.length === BATCH) {
+      s.throwIfInterrupted();
+      await deleteBatch(keys);
+      keys = [];
+    }
+  }
+  if (keys.length) await deleteBatch(keys);
+  p.done = true;
+  await save(p);
+  return p.outcome;
+}

@@ -1,0 +1,269 @@
+/**
+ * Retention on a PostgreSQL table: rows whose time column is older than the cutoff (and that match
+ * the policy's `where`) are deleted in batches walked by primary key. Each batch is one short
+ * transaction with a lock timeout, sized toward a target duration; it commits together with its
+ * checkpoint row in the tenant's schema, so a crashed run resumes after the last batch that committed
+ * and its counts add up exactly. A row a writer makes young again between the batch's reading and its
+ * delete is kept: the delete checks the condition again on the row it locks.
+ */
+import type pg from 'pg';
+import { PermanentError } from '../errors.ts';
+import type { TenantPostgres } from '../stores/postgres.ts';
+import { quoteIdent } from '../stores/identifiers.ts';
+import type { BatchArchive } from './archive.ts';
+import { emptyOutcome, type PolicyOutcome, type RunScope } from './outcome.ts';
+import { pace, rest } from './pace.ts';
+import type { DataPolicy } from './policies.ts';
+
+const CHECKPOINTS = '_dbfleet_cleanup';
+/** Checkpoints of runs untouched this long are swept: no retry of them can come any more. */
+const CHECKPOINT_DAYS = 45;
+/** Batches in a row that may give up on a lock before the attempt fails (and is retried later). */
+const MAX_CONTENDED = 8;
+const LOCK_NOT_AVAILABLE = '55P03';
+
+type PostgresPolicy = DataPolicy & { store: 'postgres' };
+
+interface Column {
+  name: string;
+  type: string;
+}
+
+/** A policy checked against the tenant's catalog, ready to run. */
+export interface ResolvedTable {
+  policy: PostgresPolicy;
+  table: string;
+  keys: Column[];
+  /** `t.<time> < <cutoff>` and the `where` conditions, parameters from $1 (the cutoff) on. */
+  condition: string;
+  params: unknown[];
+  /** The select list that turns a deleted row into its archive line (exact numbers as text). */
+  archiveColumns: string;
+  timeColumn: string;
+}
+
+export async function resolveTable(pg: TenantPostgres, policy: PostgresPolicy): Promise<ResolvedTable> {
+  const where = `postgres ${policy.target} (policy ${policy.name})`;
+  const columns = await pg.withClient(async (client) => {
+    const { rows } = await client.query<Column & { key: number | null }>(
+      `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+              array_position(i.indkey::int2[], a.attnum) AS key
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+         LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+        WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+        ORDER BY a.attnum`,
+      [pg.schema, policy.target],
+    );
+    return rows;
+  });
+  if (columns.length === 0) throw mismatch(`${where}: no such table`);
+  const keys = columns.filter((c) => c.key !== null).sort((a, b) => a.key! - b.key!);
+  if (keys.length === 0) throw mismatch(`${where}: no primary key to walk the table by`);
+  const byName = new Map(columns.map((c) => [c.name, c]));
+  const time = byName.get(policy.timeField);
+  if (!time) throw mismatch(`${where}: no column ${policy.timeField}`);
+  const params: unknown[] = [null]; // $1: the cutoff, set per run
+  const t = (c: string) => `t.${quoteIdent(c)}`;
+  const conditions = [`${t(time.name)} < ${cutoffFor(time.type, where, policy.timeField)}`];
+  for (const [name, value] of Object.entries(policy.where ?? {})) {
+    const column = byName.get(name);
+    if (!column) throw mismatch(`${where}: no column ${name} (in where)`);
+    if (value === null) conditions.push(`${t(name)} IS NULL`);
+    else {
+      params.push(Array.isArray(value) ? value : [value]);
+      conditions.push(`${t(name)} = ANY($${params.length}::${column.type}[])`);
+    }
+  }
+  const archiveColumns = columns
+    .map((c) =>
+      /^(bigint|numeric|money)\b/.test(c.type)
+        ? `${t(c.name)}::text AS ${quoteIdent(c.name)}`
+        : `${t(c.name)} AS ${quoteIdent(c.name)}`,
+    )
+    .join(', ');
+  return {
+    policy,
+    table: pg.table(policy.target),
+    keys,
+    condition: conditions.join(' AND '),
+    params,
+    archiveColumns,
+    timeColumn: t(time.name),
+  };
+}
+
+function cutoffFor(type: string, where: string, column: string): string {
+  if (type === 'timestamp with time zone') return '$1::timestamptz';
+  // A time without zone is read as UTC, as the fleet writes them.
+  if (type.startsWith('timestamp')) return "($1::timestamptz AT TIME ZONE 'UTC')";
+  if (type === 'date') return "($1::timestamptz AT TIME ZONE 'UTC')::date";
+  throw mismatch(`${where}: column ${column} is ${type}, not a timestamp or date`);
+}
+
+const mismatch = (message: string) => new PermanentError('policy_mismatch', message);
+
+/** Dry run: how many rows would go, and the oldest and newest of their times. */
+export async function surveyTable(pg: TenantPostgres, r: ResolvedTable, s: RunScope): Promise<PolicyOutcome> {
+  const { rows } = await pg.withClient((client) =>
+    client.query<{ n: string; oldest: string | null; newest: string | null }>(
+      `SELECT count(*) AS n, to_json(min(${r.timeColumn}))#>>'{}' AS oldest, to_json(max(${r.timeColumn}))#>>'{}' AS newest
+         FROM ${r.table} t WHERE ${r.condition}`,
+      [s.cutoff.toISOString(), ...r.params.slice(1)],
+    ),
+  );
+  return {
+    ...emptyOutcome(r.policy.name, 'postgres', true),
+    matched: Number(rows[0]!.n),
+    oldest: rows[0]!.oldest,
+    newest: rows[0]!.newest,
+  };
+}
+
+interface Saved {
+  after: string[] | null;
+  matched: string;
+  deleted: string;
+  archived: string;
+  batches: number;
+  longest_ms: number;
+  done: boolean;
+}
+
+export async function cleanTable(
+  pg: TenantPostgres,
+  r: ResolvedTable,
+  s: RunScope,
+  archive: BatchArchive | undefined,
+): Promise<PolicyOutcome> {
+  return pg.withClient(async (client) => {
+    const saved = await loadCheckpoint(client, s.runId, r.policy.name);
+    const outcome: PolicyOutcome = {
+      ...emptyOutcome(r.policy.name, 'postgres', false),
+      matched: Number(saved?.matched ?? 0),
+      deleted: Number(saved?.deleted ?? 0),
+      archived: Number(saved?.archived ?? 0),
+      batches: saved?.batches ?? 0,
+      longestBatchMs: saved?.longest_ms ?? 0,
+    };
+    if (saved?.done) return outcome;
+    let after = saved?.after ?? null;
+    const batchSql = batchStatement(r, archive !== undefined);
+    const batchPace = pace(r.policy.batch);
+    let contended = 0;
+    for (;;) {
+      s.throwIfInterrupted();
+      const size = batchPace.size;
+      const started = performance.now();
+      let batch: { matched: number; deleted: number; last: string[] | null; lines: string | null };
+      try {
+        await client.query(`BEGIN; SET LOCAL lock_timeout = ${batchPace.lockTimeoutMs}`);
+        const params = [s.cutoff.toISOString(), ...r.params.slice(1)];
+        const walk = after ? r.keys.map((_, i) => after![i]) : r.keys.map(() => null);
+        const res = await client.query<typeof batch>(batchSql, [...params, after !== null, ...walk, size]);
+        batch = res.rows[0]!;
+        if (archive && batch.deleted > 0) {
+          const lines = batch.lines!.split('\n');
+          await archive.write(outcome.batches, lines);
+        }
+        const ms = Math.round(performance.now() - started);
+        const next: PolicyOutcome = {
+          ...outcome,
+          matched: outcome.matched + batch.matched,
+          deleted: outcome.deleted + batch.deleted,
+          archived: outcome.archived + (archive ? batch.deleted : 0),
+          batches: outcome.batches + 1,
+          longestBatchMs: Math.max(outcome.longestBatchMs, ms),
+        };
+        const last = batch.last ?? after;
+        await saveCheckpoint(client, s.runId, next, last, batch.matched < size);
+        await client.query('COMMIT');
+        Object.assign(outcome, next);
+        after = last;
+        batchPace.took(ms, batch.matched);
+        contended = 0;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        if ((err as { code?: string }).code !== LOCK_NOT_AVAILABLE || ++contended > MAX_CONTENDED) throw err;
+        // A row of the batch is locked by a writer: try again, smaller, after a longer rest.
+        batchPace.contended();
+        s.log.debug({ policy: r.policy.name, size: batchPace.size }, 'cleanup batch gave up on a lock');
+        await rest(batchPace.pauseMs * 2 ** contended, s.signal);
+        continue;
+      }
+      await s.progress(outcome);
+      if (batch.matched < size) return outcome;
+      await rest(batchPace.pauseMs, s.signal);
+    }
+  });
+}
+
+/**
+ * One batch: the next `size` keys past the walk's position among matching rows, those rows deleted
+ * (the condition checked again on each), and the batch's last key. Parameters: the cutoff and
+ * `where` values, whether there is a position, the position's key values, the size.
+ */
+function batchStatement(r: ResolvedTable, archiving: boolean): string {
+  const n = r.params.length;
+  const keys = r.keys.map((k) => quoteIdent(k.name));
+  const position = r.keys.map((k, i) => `$${n + 2 + i}::${k.type}`);
+  const walk =
+    keys.length === 1
+      ? `t.${keys[0]} > ${position[0]}`
+      : `(${keys.map((k) => `t.${k}`).join(', ')}) > (${position.join(', ')})`;
+  const size = `$${n + 2 + keys.length}`;
+  const orderBy = keys.join(', ');
+  return `WITH batch AS (
+      SELECT ${keys.map((k) => `t.${k}`).join(', ')} FROM ${r.table} t
+       WHERE (NOT $${n + 1}::boolean OR ${walk}) AND ${r.condition}
+       ORDER BY ${orderBy} LIMIT ${size}),
+    gone AS (
+      DELETE FROM ${r.table} t USING batch b
+       WHERE ${keys.map((k) => `t.${k} = b.${k}`).join(' AND ')} AND ${r.condition}
+       RETURNING t.*)
+    SELECT (SELECT count(*) FROM batch)::int AS matched,
+           (SELECT count(*) FROM gone)::int AS deleted,
+           (SELECT ARRAY[${keys.map((k) => `${k}::text`).join(', ')}] FROM batch
+             ORDER BY ${keys.map((k) => `${k} DESC`).join(', ')} LIMIT 1) AS last,
+           ${
+             archiving
+               ? `(SELECT string_agg(row_to_json(x)::text, E'\\n') FROM (SELECT ${r.archiveColumns} FROM gone t) x)`
+               : 'NULL::text'
+           } AS lines`;
+}
+
+async function loadCheckpoint(
+  client: pg.PoolClient,
+  runId: string,
+  policy: string,
+): Promise<Saved | undefined> {
+  await client.query(`CREATE TABLE IF NOT EXISTS ${CHECKPOINTS} (
+      run_id text NOT NULL, policy text NOT NULL, after text[], matched bigint NOT NULL, deleted bigint NOT NULL,
+      archived bigint NOT NULL, batches integer NOT NULL, longest_ms integer NOT NULL, done boolean NOT NULL,
+      updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (run_id, policy))`);
+  await client.query(
+    `DELETE FROM ${CHECKPOINTS} WHERE updated_at < now() - make_interval(days => ${CHECKPOINT_DAYS})`,
+  );
+  const { rows } = await client.query<Saved>(
+    `SELECT after, matched, deleted, archived, batches, longest_ms, done FROM ${CHECKPOINTS}
+      WHERE run_id = $1 AND policy = $2`,
+    [runId, policy],
+  );
+  return rows[0];
+}
+
+async function saveCheckpoint(
+  client: pg.PoolClient,
+  runId: string,
+  o: PolicyOutcome,
+  after: string[] | null,
+  done: boolean,
+): Promise<void> {
+  await client.query(
+    `INSERT INTO ${CHECKPOINTS} (run_id, policy, after, matched, deleted, archived, batches, longest_ms, done)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     ON CONFLICT (run_id, policy) DO UPDATE SET after = $3, matched = $4, deleted = $5, archived = $6,
+       batches = $7, longest_ms = $8, done = $9, updated_at = now()`,
+    [runId, o.name, after, o.matched, o.deleted, o.archived, o.batches, o.longestBatchMs, done],
+  );
+}

@@ -1,0 +1,291 @@
+/**
+ * A cleanup run: the tenant's retention policies (all, or those named), one after another in config
+ * order. Every table and collection is checked against the tenant's catalog before anything is
+ * deleted, so a policy naming something missing fails the job with nothing changed. The run's start
+ * time is checkpointed at its first attempt: each policy's cutoff is fixed from it, and a retry
+ * deletes the same set.
+ */
+import type { Db } from 'mongodb';
+import type pg from 'pg';
+import { PermanentError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { KeyProvider } from '../backup/keys.ts';
+import { BackupCatalog } from '../backup/catalog.ts';
+import { deleteBackup, planPrune } from '../backup/prune.ts';
+import { expireExports } from '../erase/export-expire.ts';
+import { ExportRecords } from '../erase/export-records.ts';
+import type { Checkpoint } from '../runtime/checkpoint.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import type { TenantPostgres } from '../stores/postgres.ts';
+import { BatchArchive } from './archive.ts';
+import { cleanRecords, surveyRecords } from './control-records.ts';
+import {
+  cleanCollection,
+  resolveCollection,
+  surveyCollection,
+  type MongoProgress,
+} from './mongo-collection.ts';
+import { cleanObjects, surveyObjects, type ObjectProgress } from './objects.ts';
+import type { PolicyOutcome, RunScope } from './outcome.ts';
+import { retentionPolicy, type RetentionPolicy } from './policies.ts';
+import { cleanTable, resolveTable, surveyTable } from './postgres-table.ts';
+
+const DAY_MS = 86_400_000;
+
+export interface CleanupRequest {
+  tenant: string;
+  runId: string;
+  dryRun: boolean;
+  /** Names of the policies to apply; all when absent. */
+  only?: readonly string[] | undefined;
+}
+
+export interface CleanupDeps {
+  policies: readonly RetentionPolicy[];
+  postgres: TenantPostgres;
+  mongo: Db;
+  control: pg.Pool;
+  prefix: string;
+  objects: ObjectStore;
+  localObjects: ObjectStore;
+  backupKeys: KeyProvider | undefined;
+  checkpoint: Checkpoint;
+  signal: AbortSignal;
+  throwIfInterrupted(): void;
+  log: Logger;
+  progress(value: object): Promise<void>;
+}
+
+interface CleanupCheckpoint {
+  startedAt: string;
+  /** Policies finished, with their outcomes. */
+  done: PolicyOutcome[];
+  mongo: Record<string, MongoProgress>;
+  objects: Record<string, ObjectProgress>;
+}
+
+/** The policies a request names, in config order; an unknown name is bad input. */
+export function selectPolicies(
+  policies: readonly RetentionPolicy[],
+  only?: readonly string[],
+): RetentionPolicy[] {
+  if (!only) return [...policies];
+  const unknown = only.filter((n) => !policies.some((p) => p.name === n));
+  if (unknown.length)
+    throw new PermanentError(
+      'unknown_policy',
+      `no retention policy named ${unknown.join(', ')} in the config module`,
+    );
+  return policies.filter((p) => only.includes(p.name));
+}
+
+export async function runCleanup(req: CleanupRequest, d: CleanupDeps): Promise<PolicyOutcome[]> {
+  const policies = selectPolicies(d.policies, req.only).map((p) => retentionPolicy.parse(p));
+  if (
+    policies.some((p) => (p.store === 'postgres' || p.store === 'mongo') && p.archive && !req.dryRun) &&
+    !d.backupKeys
+  )
+    throw new PermanentError(
+      'no_backup_keys',
+      'a policy archives before deleting: no backup master key is configured (DBFLEET_BACKUP_KEYS)',
+    );
+  // Everything checked before anything is deleted.
+  const tables = new Map<string, Awaited<ReturnType<typeof resolveTable>>>();
+  const collections = new Map<string, Awaited<ReturnType<typeof resolveCollection>>>();
+  for (const p of policies) {
+    if (p.store === 'postgres') tables.set(p.name, await resolveTable(d.postgres, p));
+    if (p.store === 'mongo') collections.set(p.name, await resolveCollection(d.mongo, p));
+  }
+  const cp: CleanupCheckpoint = (await d.checkpoint.get<CleanupCheckpoint>()) ?? {
+    startedAt: new Date().toISOString(),
+    done: [],
+    mongo: {},
+    objects: {},
+  };
+  await d.checkpoint.set(cp);
+  const startedAt = new Date(cp.startedAt);
+  const outcomes: PolicyOutcome[] = [];
+  let lastProgress = 0;
+  for (const p of policies) {
+    const finished = cp.done.find((o) => o.name === p.name);
+    if (finished) {
+      outcomes.push(finished);
+      continue;
+    }
+    d.throwIfInterrupted();
+    const days = 'olderThanDays' in p ? p.olderThanDays : 0;
+    const s: RunScope = {
+      tenant: req.tenant,
+      runId: req.runId,
+      dryRun: req.dryRun,
+      cutoff: new Date(startedAt.getTime() - days * DAY_MS),
+      signal: d.signal,
+      throwIfInterrupted: d.throwIfInterrupted,
+      log: d.log.child({ policy: p.name }),
+      progress: async (o) => {
+        if (Date.now() - lastProgress < 1_000) return;
+        lastProgress = Date.now();
+        await d.progress({
+          policy: o.name,
+          deleted: o.deleted,
+          batches: o.batches,
+          finished: outcomes.length,
+        });
+      },
+    };
+    const saveIn =
+      <K extends 'mongo' | 'objects'>(kind: K) =>
+      async (progress: CleanupCheckpoint[K][string]) => {
+        (cp[kind] as Record<string, unknown>)[p.name] = progress;
+        await d.checkpoint.set(cp);
+      };
+    let outcome: PolicyOutcome;
+    switch (p.store) {
+      case 'postgres': {
+        const r = tables.get(p.name)!;
+        outcome = req.dryRun
+          ? await surveyTable(d.postgres, r, s)
+          : await cleanTable(d.postgres, r, s, p.archive ? await openArchive(d, req, p) : undefined);
+        break;
+      }
+      case 'mongo': {
+        const r = collections.get(p.name)!;
+        outcome = req.dryRun
+          ? await surveyCollection(r, s)
+          : await cleanCollection(
+              r,
+              s,
+              p.archive ? await openArchive(d, req, p) : undefined,
+              cp.mongo[p.name],
+              saveIn('mongo'),
+            );
+        break;
+      }
+      case 'objects':
+        outcome = req.dryRun
+          ? await surveyObjects(d.objects, p, s)
+          : await cleanObjects(d.objects, p, s, cp.objects[p.name], saveIn('objects'));
+        break;
+      case 'control':
+        outcome = req.dryRun
+          ? await surveyRecords(d.control, d.prefix, p, s)
+          : await cleanRecords(d.control, d.prefix, p, s);
+        break;
+      case 'exports':
+        outcome = await expiredExports(d, req, p.name, startedAt);
+        break;
+      case 'backups':
+        outcome = await pruneBackups(d, req, p, startedAt);
+        break;
+    }
+    outcome = { ...outcome, cutoff: s.cutoff.toISOString() };
+    if (p.store === 'exports' || p.store === 'backups') delete outcome.cutoff;
+    outcomes.push(outcome);
+    cp.done.push(outcome);
+    await d.checkpoint.set(cp);
+    s.log.info({ ...outcome }, req.dryRun ? 'retention policy surveyed' : 'retention policy applied');
+  }
+  return outcomes;
+}
+
+function openArchive(
+  d: CleanupDeps,
+  req: CleanupRequest,
+  p: Extract<RetentionPolicy, { store: 'postgres' | 'mongo' }>,
+) {
+  return BatchArchive.open({
+    objects: d.objects,
+    keys: d.backupKeys,
+    tenant: req.tenant,
+    runId: req.runId,
+    policy: p.name,
+    store: p.store,
+    target: p.target,
+  });
+}
+
+async function expiredExports(
+  d: CleanupDeps,
+  req: CleanupRequest,
+  name: string,
+  now: Date,
+): Promise<PolicyOutcome> {
+  const started = performance.now();
+  const base = { name, store: 'exports' as const, dryRun: req.dryRun, archived: 0 };
+  if (req.dryRun) {
+    const rows = await new ExportRecords(d.control, d.prefix).expired(now, req.tenant);
+    const times = rows.map((r) => r.expires_at.toISOString()).sort();
+    return {
+      ...base,
+      matched: rows.length,
+      deleted: 0,
+      batches: 0,
+      longestBatchMs: 0,
+      oldest: times[0] ?? null,
+      newest: times.at(-1) ?? null,
+    };
+  }
+  const out = await expireExports(
+    {
+      control: { pool: d.control },
+      prefix: d.prefix,
+      objects: d.objects,
+      localObjects: d.localObjects,
+      log: d.log,
+    },
+    { now, tenant: req.tenant },
+  );
+  if (out.failed.length)
+    d.log.warn(
+      { failed: out.failed.length },
+      'some expired exports could not be deleted; the next run tries again',
+    );
+  return {
+    ...base,
+    matched: out.deleted.length + out.failed.length,
+    deleted: out.deleted.length,
+    batches: 1,
+    longestBatchMs: Math.round(performance.now() - started),
+  };
+}
+
+async function pruneBackups(
+  d: CleanupDeps,
+  req: CleanupRequest,
+  p: Extract<RetentionPolicy, { store: 'backups' }>,
+  now: Date,
+): Promise<PolicyOutcome> {
+  const catalog = new BackupCatalog(d.control, d.prefix);
+  const plan = (
+    await planPrune(
+      catalog,
+      req.tenant,
+      { ...p.keep, incompleteGraceHours: p.incompleteGraceHours, timeZone: p.timeZone },
+      now,
+    )
+  ).filter((x) => x.row.state !== 'deleted');
+  const doomed = plan.filter((x) => !x.plan.keep);
+  const times = doomed.map((x) => x.row.started_at.toISOString()).sort();
+  const outcome: PolicyOutcome = {
+    name: p.name,
+    store: 'backups',
+    dryRun: req.dryRun,
+    matched: doomed.length,
+    deleted: 0,
+    archived: 0,
+    batches: 0,
+    longestBatchMs: 0,
+    kept: plan.length - doomed.length,
+    ...(req.dryRun ? { oldest: times[0] ?? null, newest: times.at(-1) ?? null } : {}),
+  };
+  if (req.dryRun) return outcome;
+  for (const { row } of doomed) {
+    d.throwIfInterrupted();
+    const started = performance.now();
+    await deleteBackup(catalog, row.destination === 'local' ? d.localObjects : d.objects, row);
+    outcome.deleted++;
+    outcome.batches++;
+    outcome.longestBatchMs = Math.max(outcome.longestBatchMs, Math.round(performance.now() - started));
+  }
+  return outcome;
+}
