@@ -18,8 +18,11 @@ export const payload = z
     tenant: tenantId,
     target: z.strictObject({ store, name: targetName }),
     source,
-    /** Inferred from the file extension when absent; inline rows need none. */
-    format: z.enum(['ndjson', 'json', 'csv']).optional(),
+    /**
+     * Inferred from the file extension when absent; inline rows need none. `ejson`: one canonical
+     * Extended JSON document per line (`.ejson`), for MongoDB targets: types kept (cleanup archives).
+     */
+    format: z.enum(['ndjson', 'ejson', 'json', 'csv']).optional(),
     /** insert: append; upsert: insert or update by `key`; replace: empty the target first. */
     mode: z.enum(['insert', 'upsert', 'replace']).default('insert'),
     /** Name of a fixture schema in the config module; required for PostgreSQL (it gives the columns). */
@@ -36,6 +39,9 @@ export const payload = z
   .superRefine((p, ctx) => {
     if (p.mode === 'upsert' && !p.key) {
       ctx.addIssue({ code: 'custom', path: ['key'], message: 'is required when mode is upsert' });
+    }
+    if (p.format === 'ejson' && p.target.store !== 'mongo') {
+      ctx.addIssue({ code: 'custom', path: ['format'], message: 'ejson is for a mongo target' });
     }
     if (p.target.store === 'postgres' && !p.schema) {
       ctx.addIssue({ code: 'custom', path: ['schema'], message: 'is required for a postgres target' });

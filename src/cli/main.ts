@@ -14,6 +14,7 @@ import { JOB_STATES, type JobState } from '../board/job-states.ts';
 import { closeDeps } from '../runtime/deps.ts';
 import { bootstrap, onShutdownSignal, withClient, withDeps } from './bootstrap.ts';
 import { registerBackupCommands } from './backup-commands.ts';
+import { registerCleanupCommands } from './cleanup-commands.ts';
 import { registerEraseCommands } from './erase-commands.ts';
 import { registerExportCommands } from './export-commands.ts';
 import { registerMigrate } from './migrate-command.ts';
@@ -249,6 +250,7 @@ for (const action of ['retry', 'remove'] as const) {
 
 registerMigrate(program, int);
 registerBackupCommands(program, int);
+registerCleanupCommands(program, int);
 registerEraseCommands(program, int);
 registerExportCommands(program, int);
 

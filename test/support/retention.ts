@@ -48,6 +48,7 @@ export async function createEvents(
       }
     });
   } else {
+    await tenant.mongo.createCollection(name);
     const docs = rows.map((r) => ({ _id: r.id, at: r.at, kind: r.kind, payload: r.payload }));
     for (let i = 0; i < docs.length; i += 5_000)
       await tenant.mongo.collection<{ _id: number }>(name).insertMany(docs.slice(i, i + 5_000));

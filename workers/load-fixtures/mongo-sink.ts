@@ -237,7 +237,14 @@ export function keyRefusal(value: Record<string, unknown>, key: readonly string[
     if (v === undefined) return `${k}: the key field is missing`;
     // Matched as a value, null would also match every document that lacks the field.
     if (v === null) return `${k}: a key field must not be null`;
-    if (v !== null && typeof v === 'object' && !(v instanceof Date) && !(v instanceof ObjectId))
+    // BSON scalars (an Int32, a Long, an ObjectId from Extended JSON) carry their type in _bsontype.
+    if (
+      v !== null &&
+      typeof v === 'object' &&
+      !(v instanceof Date) &&
+      !(v instanceof ObjectId) &&
+      !('_bsontype' in v)
+    )
       return `${k}: a key field must hold a plain value (string, number, boolean or date), not an object or array`;
   }
   return undefined;

@@ -4,10 +4,13 @@
  * yielded as an error with its number, never dropped.
  */
 import type { Readable } from 'node:stream';
+import { BSON } from 'mongodb';
 import { parse as parseCsv } from 'csv-parse';
 import { streamArray } from 'stream-json/streamers/stream-array.js';
 
-export type Format = 'ndjson' | 'json' | 'csv';
+export type Format = 'ndjson' | 'ejson' | 'json' | 'csv';
+
+const { EJSON } = BSON;
 
 export type SourceRecord = { line: number; value: unknown } | { line: number; error: string };
 
@@ -36,7 +39,12 @@ export async function* lineChunks(input: Readable): AsyncGenerator<string[]> {
   if (rest !== '') yield [rest];
 }
 
-export async function* ndjsonRecords(input: Readable): AsyncGenerator<SourceRecord[]> {
+/**
+ * One record per line. `ejson`: canonical Extended JSON (what cleanup archives of collections hold),
+ * so dates, ObjectIds and 64-bit integers load as what they were.
+ */
+export async function* ndjsonRecords(input: Readable, extended = false): AsyncGenerator<SourceRecord[]> {
+  const parse = extended ? (text: string): unknown => EJSON.parse(text, { relaxed: false }) : JSON.parse;
   let line = 0;
   for await (const texts of lineChunks(input)) {
     const records: SourceRecord[] = [];
@@ -44,7 +52,7 @@ export async function* ndjsonRecords(input: Readable): AsyncGenerator<SourceReco
       line++;
       if (text.trim() === '') continue;
       try {
-        records.push({ line, value: JSON.parse(text) });
+        records.push({ line, value: parse(text) });
       } catch (err) {
         records.push({ line, error: jsonParseReason(err) });
       }
@@ -123,6 +131,8 @@ export function recordsOf(format: Format, input: Readable): AsyncGenerator<Sourc
   switch (format) {
     case 'ndjson':
       return ndjsonRecords(input);
+    case 'ejson':
+      return ndjsonRecords(input, true);
     case 'json':
       return chunked(jsonArrayElements(input));
     case 'csv':
@@ -132,6 +142,7 @@ export function recordsOf(format: Format, input: Readable): AsyncGenerator<Sourc
 
 export function formatFromName(name: string): Format | undefined {
   if (/\.(ndjson|jsonl)(\.gz)?$/i.test(name)) return 'ndjson';
+  if (/\.ejson(\.gz)?$/i.test(name)) return 'ejson';
   if (/\.json(\.gz)?$/i.test(name)) return 'json';
   if (/\.csv(\.gz)?$/i.test(name)) return 'csv';
   return undefined;
