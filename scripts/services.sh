@@ -425,7 +425,9 @@ s3_up() {
   local node="$ROOT/node_modules/.bin/node" s3rver="$ROOT/node_modules/s3rver/bin/s3rver.js"
   [ -f "$s3rver" ] || (cd "$ROOT" && npm ci --no-audit --no-fund >"$STATE/log/npm.log" 2>&1)
   mkdir -p "$STATE/s3"
-  nohup "$node" "$s3rver" --directory "$STATE/s3" --address 127.0.0.1 --port "$S3_PORT" \
+  # s3rver's continuation tokens (listings of more than a page) use DES, which Node's OpenSSL 3 only
+  # has in its legacy provider: without it every truncated listing answers 500.
+  nohup "$node" --openssl-legacy-provider "$s3rver" --directory "$STATE/s3" --address 127.0.0.1 --port "$S3_PORT" \
     --configure-bucket dbfleet --silent >"$STATE/log/s3.log" 2>&1 &
   echo $! >"$STATE/run/s3.pid"
   wait_port s3 "$S3_PORT" 20

@@ -11,6 +11,7 @@ import type { RetentionPolicy } from './policies.ts';
 type ObjectPolicy = Extract<RetentionPolicy, { store: 'objects' }>;
 
 const BATCH = 1_000;
+const ROUND = 10 * BATCH;
 const PARALLEL = 8;
 
 export interface ObjectProgress {
@@ -71,16 +72,20 @@ export async function cleanObjects(
   };
   if (p.done) return p.outcome;
   if (p.pending) await deleteBatch(p.pending);
-  let keys: string[] = [];
-  for await (const o of oldObjects(store, tenantPrefix(policy, s.tenant), s.cutoff)) {
-    keys.push(o.key);
-    if (keys.length === BATCH) {
-      s.throwIfInterrupted();
-      await deleteBatch(keys);
-      keys = [];
+  // Listed in rounds, each deleted before the next is listed: some stores (s3rver) fail a listing
+  // whose folders are being deleted under it.
+  for (;;) {
+    const round: string[] = [];
+    for await (const o of oldObjects(store, tenantPrefix(policy, s.tenant), s.cutoff)) {
+      round.push(o.key);
+      if (round.length === ROUND) break;
     }
+    for (let i = 0; i < round.length; i += BATCH) {
+      s.throwIfInterrupted();
+      await deleteBatch(round.slice(i, i + BATCH));
+    }
+    if (round.length < ROUND) break;
   }
-  if (keys.length) await deleteBatch(keys);
   p.done = true;
   await save(p);
   return p.outcome;

@@ -73,7 +73,8 @@ export class S3ObjectStore implements ObjectStore {
       const out = await this.#client.send(
         new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: prefix, ContinuationToken: token }),
       );
-      for (const o of out.Contents ?? []) if (o.Key) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified };
+      for (const o of out.Contents ?? [])
+        if (o.Key) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified };
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
     } while (token);
   }
