@@ -1,6 +1,9 @@
 /** Cleanup jobs on tables and collections: exactly the expired rows, in batches; dry runs change nothing. */
 import { describe, expect } from 'vitest';
+import { randomUUID } from 'node:crypto';
 import { AuditDrain } from '../src/control/audit-drain.ts';
+import { BatchArchive, archivePrefix, readArchive } from '../src/cleanup/archive.ts';
+import { cleanCollection, resolveCollection, type MongoProgress } from '../src/cleanup/mongo-collection.ts';
 import { defineConfig } from '../src/config/define.ts';
 import type { RetentionPolicy } from '../src/config/define.ts';
 import { test } from './support/fixtures.ts';
@@ -122,5 +125,73 @@ describe.each(['postgres', 'mongo'] as const)('retention on %s', (store) => {
       );
       expect(audit.rows).toEqual([{ attempt: 1, error_code: 'policy_mismatch' }]);
     });
+  });
+});
+
+describe('a MongoDB batch interrupted between its delete and its checkpoint', () => {
+  test('the retry finds it pending, deletes its range again, and counts it once; its archive keeps every document', async ({
+    deps,
+    tenant,
+  }) => {
+    const rows = events(1_000);
+    await createEvents(tenant, 'mongo', rows);
+    const doomed = expired(rows, 7, ['a', 'b', 'c']);
+    const p = policy('mongo', {
+      where: undefined,
+      archive: true,
+      batch: { initialSize: 100, minSize: 100, maxSize: 100, pauseMs: 0 },
+    });
+    const r = await resolveCollection(tenant.mongo, p as Parameters<typeof resolveCollection>[1]);
+    const runId = randomUUID();
+    const scope = {
+      tenant: tenant.id,
+      runId,
+      dryRun: false,
+      cutoff: new Date(Date.now() - 7 * 86_400_000),
+      signal: new AbortController().signal,
+      throwIfInterrupted: () => undefined,
+      log: deps.log,
+      progress: async () => undefined,
+    };
+    const archive = await BatchArchive.open({
+      objects: deps.objects,
+      keys: deps.backupKeys,
+      tenant: tenant.id,
+      runId,
+      policy: 'old_events',
+      store: 'mongo',
+      target: 'events',
+    });
+    // The third batch's delete happens; the worker dies before it records that.
+    let saved: MongoProgress | undefined;
+    const crash = new Error('killed');
+    await expect(
+      cleanCollection(r, scope, archive, undefined, async (progress) => {
+        if (!progress.pending && progress.outcome.batches === 3) throw crash;
+        saved = structuredClone(progress);
+      }),
+    ).rejects.toBe(crash);
+    expect(saved!.pending).toMatchObject({ found: 100, seq: 2 });
+    expect(await tenant.mongo.collection('events').countDocuments()).toBe(1_000 - 300);
+
+    const outcome = await cleanCollection(r, scope, archive, saved, async (progress) => {
+      saved = structuredClone(progress);
+    });
+    expect(outcome).toMatchObject({
+      matched: doomed.length,
+      deleted: doomed.length,
+      archived: doomed.length,
+    });
+    const archived: number[] = [];
+    for await (const batch of readArchive(
+      deps.objects,
+      deps.backupKeys!,
+      archivePrefix(tenant.id, runId, 'old_events'),
+    ))
+      for (const line of batch.lines)
+        archived.push(
+          (JSON.parse(line) as { _id: { $numberInt: string } })._id.$numberInt as unknown as number,
+        );
+    expect(archived.map(Number).sort((a, b) => a - b)).toEqual(doomed.map((d) => d.id));
   });
 });
