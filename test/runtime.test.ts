@@ -156,10 +156,11 @@ describe('worker runtime', () => {
       'migrate',
       'backup',
       'restore',
+      'cleanup',
       'erase',
       'export-subject',
     ]);
-    expect(() => servedQueues(handlers, ['cleanup'])).toThrow('queue cleanup has no handler yet');
+    expect(() => servedQueues(handlers, ['validate'])).toThrow('queue validate has no handler yet');
     expect(() => servedQueues(handlers, ['nope'])).toThrow('unknown queue "nope"');
   });
 });
