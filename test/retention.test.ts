@@ -195,3 +195,36 @@ describe('a MongoDB batch interrupted between its delete and its checkpoint', ()
     expect(archived.map(Number).sort((a, b) => a - b)).toEqual(doomed.map((d) => d.id));
   });
 });
+
+describe('retention beside migrations', () => {
+  test.override({ config: defineConfig({ retention: [policy('postgres')] }) });
+
+  test("a table's cleanup waits while the tenant's PostgreSQL migration lock is held, then runs", async ({
+    tenant,
+    client,
+    startWorker,
+  }) => {
+    const rows = events(500);
+    await createEvents(tenant, 'postgres', rows);
+    const before = await digests(tenant, 'postgres');
+    const doomed = expired(rows, 7, ['a', 'b']);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    // A migration of the tenant, holding its lock exclusively until told to stop.
+    const migration = tenant.pg.withClient(async (c) => {
+      await c.query(`SELECT pg_advisory_lock(hashtext('dbfleet.migrate'), hashtext($1))`, [tenant.pg.schema]);
+      await released;
+      await c.query(`SELECT pg_advisory_unlock(hashtext('dbfleet.migrate'), hashtext($1))`, [
+        tenant.pg.schema,
+      ]);
+    });
+    startWorker();
+    const job = await client.enqueue('cleanup', { tenant: tenant.id });
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(await digests(tenant, 'postgres')).toEqual(before);
+    release();
+    await migration;
+    const result = await job.waitForResult({ timeoutMs: 60_000 });
+    expect(result.policies[0]).toMatchObject({ deleted: doomed.length });
+  });
+});

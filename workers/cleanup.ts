@@ -14,6 +14,7 @@ export const cleanup: Handler<'cleanup'> = async (payload, ctx) => ({
       objects: ctx.objects,
       localObjects: ctx.localObjects,
       backupKeys: ctx.deps.backupKeys,
+      lockWaitMs: ctx.deps.env.DBFLEET_MIGRATE_LOCK_WAIT_MS,
       checkpoint: ctx.checkpoint,
       signal: ctx.signal,
       throwIfInterrupted: () => ctx.throwIfInterrupted(),

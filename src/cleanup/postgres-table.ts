@@ -10,6 +10,7 @@ import type pg from 'pg';
 import { PermanentError } from '../errors.ts';
 import type { TenantPostgres } from '../stores/postgres.ts';
 import { quoteIdent } from '../stores/identifiers.ts';
+import { withPostgresTenantLock } from '../migrations/tenant-locks.ts';
 import type { BatchArchive } from './archive.ts';
 import { emptyOutcome, type PolicyOutcome, type RunScope } from './outcome.ts';
 import { pace, rest } from './pace.ts';
@@ -130,72 +131,80 @@ interface Saved {
   done: boolean;
 }
 
+/**
+ * Runs under the tenant's PostgreSQL migration lock, shared (as backups and erasures): never during a
+ * migration, which could change the table under the walk, nor a restore, which swaps the schema.
+ */
 export async function cleanTable(
   pg: TenantPostgres,
   r: ResolvedTable,
   s: RunScope,
   archive: BatchArchive | undefined,
+  lockWaitMs: number,
 ): Promise<PolicyOutcome> {
-  return pg.withClient(async (client) => {
-    const saved = await loadCheckpoint(client, s.runId, r.policy.name);
-    const outcome: PolicyOutcome = {
-      ...emptyOutcome(r.policy.name, 'postgres', false),
-      matched: Number(saved?.matched ?? 0),
-      deleted: Number(saved?.deleted ?? 0),
-      archived: Number(saved?.archived ?? 0),
-      batches: saved?.batches ?? 0,
-      longestBatchMs: saved?.longest_ms ?? 0,
-    };
-    if (saved?.done) return outcome;
-    let after = saved?.after ?? null;
-    const batchSql = batchStatement(r, archive !== undefined);
-    const batchPace = pace(r.policy.batch);
-    let contended = 0;
-    for (;;) {
-      s.throwIfInterrupted();
-      const size = batchPace.size;
-      const started = performance.now();
-      let batch: { matched: number; deleted: number; last: string[] | null; lines: string | null };
-      try {
-        await client.query(`BEGIN; SET LOCAL lock_timeout = ${batchPace.lockTimeoutMs}`);
-        const params = [s.cutoff.toISOString(), ...r.params.slice(1)];
-        const walk = after ? r.keys.map((_, i) => after![i]) : r.keys.map(() => null);
-        const res = await client.query<typeof batch>(batchSql, [...params, after !== null, ...walk, size]);
-        batch = res.rows[0]!;
-        if (archive && batch.deleted > 0) {
-          const lines = batch.lines!.split('\n');
-          await archive.write(outcome.batches, lines);
+  return pg.withClient((client) =>
+    withPostgresTenantLock(client, pg.schema, 'shared', lockWaitMs, async () => {
+      const saved = await loadCheckpoint(client, s.runId, r.policy.name);
+      const outcome: PolicyOutcome = {
+        ...emptyOutcome(r.policy.name, 'postgres', false),
+        matched: Number(saved?.matched ?? 0),
+        deleted: Number(saved?.deleted ?? 0),
+        archived: Number(saved?.archived ?? 0),
+        batches: saved?.batches ?? 0,
+        longestBatchMs: saved?.longest_ms ?? 0,
+      };
+      if (saved?.done) return outcome;
+      let after = saved?.after ?? null;
+      const batchSql = batchStatement(r, archive !== undefined);
+      const batchPace = pace(r.policy.batch);
+      let contended = 0;
+      for (;;) {
+        s.throwIfInterrupted();
+        const size = batchPace.size;
+        const started = performance.now();
+        let batch: { matched: number; deleted: number; last: string[] | null; lines: string | null };
+        try {
+          await client.query(`BEGIN; SET LOCAL lock_timeout = ${batchPace.lockTimeoutMs}`);
+          const params = [s.cutoff.toISOString(), ...r.params.slice(1)];
+          const walk = after ? r.keys.map((_, i) => after![i]) : r.keys.map(() => null);
+          const res = await client.query<typeof batch>(batchSql, [...params, after !== null, ...walk, size]);
+          batch = res.rows[0]!;
+          if (archive && batch.deleted > 0) {
+            const lines = batch.lines!.split('\n');
+            await archive.write(outcome.batches, lines);
+          }
+          const ms = Math.round(performance.now() - started);
+          const next: PolicyOutcome = {
+            ...outcome,
+            matched: outcome.matched + batch.matched,
+            deleted: outcome.deleted + batch.deleted,
+            archived: outcome.archived + (archive ? batch.deleted : 0),
+            batches: outcome.batches + 1,
+            longestBatchMs: Math.max(outcome.longestBatchMs, ms),
+          };
+          const last = batch.last ?? after;
+          await saveCheckpoint(client, s.runId, next, last, batch.matched < size);
+          await client.query('COMMIT');
+          Object.assign(outcome, next);
+          after = last;
+          batchPace.took(ms, batch.matched);
+          contended = 0;
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          if ((err as { code?: string }).code !== LOCK_NOT_AVAILABLE || ++contended > MAX_CONTENDED)
+            throw err;
+          // A row of the batch is locked by a writer: try again, smaller, after a longer rest.
+          batchPace.contended();
+          s.log.debug({ policy: r.policy.name, size: batchPace.size }, 'cleanup batch gave up on a lock');
+          await rest(batchPace.pauseMs * 2 ** contended, s.signal);
+          continue;
         }
-        const ms = Math.round(performance.now() - started);
-        const next: PolicyOutcome = {
-          ...outcome,
-          matched: outcome.matched + batch.matched,
-          deleted: outcome.deleted + batch.deleted,
-          archived: outcome.archived + (archive ? batch.deleted : 0),
-          batches: outcome.batches + 1,
-          longestBatchMs: Math.max(outcome.longestBatchMs, ms),
-        };
-        const last = batch.last ?? after;
-        await saveCheckpoint(client, s.runId, next, last, batch.matched < size);
-        await client.query('COMMIT');
-        Object.assign(outcome, next);
-        after = last;
-        batchPace.took(ms, batch.matched);
-        contended = 0;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        if ((err as { code?: string }).code !== LOCK_NOT_AVAILABLE || ++contended > MAX_CONTENDED) throw err;
-        // A row of the batch is locked by a writer: try again, smaller, after a longer rest.
-        batchPace.contended();
-        s.log.debug({ policy: r.policy.name, size: batchPace.size }, 'cleanup batch gave up on a lock');
-        await rest(batchPace.pauseMs * 2 ** contended, s.signal);
-        continue;
+        await s.progress(outcome);
+        if (batch.matched < size) return outcome;
+        await rest(batchPace.pauseMs, s.signal);
       }
-      await s.progress(outcome);
-      if (batch.matched < size) return outcome;
-      await rest(batchPace.pauseMs, s.signal);
-    }
-  });
+    }),
+  );
 }
 
 /**

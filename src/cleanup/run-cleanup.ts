@@ -49,6 +49,8 @@ export interface CleanupDeps {
   objects: ObjectStore;
   localObjects: ObjectStore;
   backupKeys: KeyProvider | undefined;
+  /** How long a table's cleanup waits for a migration of the tenant to finish before retrying later. */
+  lockWaitMs: number;
   checkpoint: Checkpoint;
   signal: AbortSignal;
   throwIfInterrupted(): void;
@@ -145,7 +147,13 @@ export async function runCleanup(req: CleanupRequest, d: CleanupDeps): Promise<P
         const r = tables.get(p.name)!;
         outcome = req.dryRun
           ? await surveyTable(d.postgres, r, s)
-          : await cleanTable(d.postgres, r, s, p.archive ? await openArchive(d, req, p) : undefined);
+          : await cleanTable(
+              d.postgres,
+              r,
+              s,
+              p.archive ? await openArchive(d, req, p) : undefined,
+              d.lockWaitMs,
+            );
         break;
       }
       case 'mongo': {
