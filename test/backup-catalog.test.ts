@@ -50,7 +50,17 @@ test('the catalog follows a backup from running to complete or failed, per deplo
   await catalog.recordVerify('other', 'b1', 'bad'); // another tenant's job: not this backup
   await catalog.recordVerify('acme', 'b1', 'ok');
   expect(await catalog.get('b1')).toMatchObject({ verify_result: 'ok', verified_at: expect.any(Date) });
-  await catalog.markDeleted('b2');
+  // A claim made from a stale reading (the row moved since) takes nothing.
+  const seen = (await catalog.get('b3'))!;
+  await deps.control.pool.query(
+    `UPDATE dbfleet.backups SET updated_at = now() - interval '3 hours' WHERE prefix = $1 AND backup_id = 'b3'`,
+    [deps.prefix],
+  );
+  expect(await catalog.claimForDeletion(seen)).toBe(false);
+  expect(await catalog.claimForDeletion((await catalog.get('b2'))!)).toBe(true);
+  // Deleted is final: the run's late retry cannot take it up again and complete it.
+  await expect(start('b2', 'run-2')).rejects.toThrow(/b2 was deleted while its retry waited/);
+  expect(await catalog.complete('b2', { objects: 1, records: 1, storedBytes: 1 })).toBe(false);
   expect(await incomplete()).toEqual(['b3']);
   expect(await other.list('acme')).toEqual([]);
 });

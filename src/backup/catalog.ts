@@ -4,6 +4,7 @@
  * Only the manifest makes a backup restorable; the catalog is how operators and jobs find them.
  */
 import type pg from 'pg';
+import { PermanentError } from '../errors.ts';
 
 export type BackupState = 'running' | 'complete' | 'failed' | 'deleted';
 
@@ -51,12 +52,19 @@ export class BackupCatalog {
       `INSERT INTO dbfleet.backups (prefix, backup_id, tenant, run_id, state, destination, manifest_key, key_id)
        VALUES ($1, $2, $3, $4, 'running', $5, $6, $7)
        ON CONFLICT (prefix, backup_id) DO UPDATE SET state = 'running', error_code = NULL
-         WHERE backups.run_id = EXCLUDED.run_id AND backups.state <> 'complete'`,
+         WHERE backups.run_id = EXCLUDED.run_id AND backups.state NOT IN ('complete', 'deleted')`,
       [this.#prefix, b.backupId, b.tenant, b.runId, b.destination, b.manifestKey, b.keyId],
     );
     if (rowCount !== 1) {
       const existing = await this.get(b.backupId);
       if (existing?.run_id !== b.runId) throw new Error(`backup id ${b.backupId} belongs to another run`);
+      // Deleted (pruned or taken for abandoned) while its retry waited: its objects are gone, and a
+      // retry that reused the ones it remembers would complete a backup missing them.
+      if (existing.state === 'deleted')
+        throw new PermanentError(
+          'backup_withdrawn',
+          `backup ${b.backupId} was deleted while its retry waited; enqueue a new backup`,
+        );
     }
   }
 
@@ -138,11 +146,16 @@ export class BackupCatalog {
     );
   }
 
-  /** Marks a backup whose objects were deleted. */
-  async markDeleted(backupId: string): Promise<void> {
-    await this.#pool.query(
-      `UPDATE dbfleet.backups SET state = 'deleted', updated_at = now() WHERE prefix = $1 AND backup_id = $2`,
-      [this.#prefix, backupId],
+  /**
+   * Claims a backup for deletion: marks it deleted only if its row is still as the caller saw it
+   * (same state, same heartbeat, to the millisecond a reading carries). False when it moved meanwhile (a retry took it up again): keep it.
+   */
+  async claimForDeletion(row: Pick<BackupRow, 'backup_id' | 'state' | 'updated_at'>): Promise<boolean> {
+    const { rowCount } = await this.#pool.query(
+      `UPDATE dbfleet.backups SET state = 'deleted', updated_at = now()
+       WHERE prefix = $1 AND backup_id = $2 AND state = $3 AND date_trunc('milliseconds', updated_at) = $4`,
+      [this.#prefix, row.backup_id, row.state, row.updated_at],
     );
+    return rowCount === 1;
   }
 }

@@ -26,6 +26,7 @@ export async function planPrune(
       state: r.state,
       startedAt: r.started_at,
       verified: r.verify_result === 'ok',
+      ...(r.verify_result && r.verify_result !== 'ok' ? { fault: r.verify_result } : {}),
       lastSeenAt: r.updated_at,
     })),
     rules,
@@ -35,19 +36,22 @@ export async function planPrune(
 }
 
 /**
- * Deletes a backup's objects, its manifest first (from then on it is incomplete, never
- * half-restorable), then marks it deleted. Returns how many objects went.
+ * Deletes a backup: first claimed in the catalog (marked deleted only if its row is still as planned,
+ * so a backup a retry took up again meanwhile is left alone, and a deleted one can never complete),
+ * then its objects, manifest first. Returns how many objects went, or null if it was not claimed. A
+ * crash after the claim leaves objects of a deleted backup: `backups delete <id> --confirm` removes
+ * them.
  */
 export async function deleteBackup(
   catalog: BackupCatalog,
   store: ObjectStore,
   row: BackupRow,
-): Promise<number> {
+): Promise<number | null> {
+  if (row.state !== 'deleted' && !(await catalog.claimForDeletion(row))) return null;
   const prefix = row.manifest_key.slice(0, -'manifest.json'.length);
   const keys: string[] = [];
   for await (const o of store.list(prefix)) keys.push(o.key);
   keys.sort((a, b) => Number(b === row.manifest_key) - Number(a === row.manifest_key));
   for (const key of keys) await store.delete(key);
-  await catalog.markDeleted(row.backup_id);
   return keys.length;
 }

@@ -25,6 +25,8 @@ export interface BackupFacts {
   startedAt: Date;
   /** The last verify found it sound. */
   verified: boolean;
+  /** What the last verify found wrong (`tampered`, `size`...): such a backup fills no bucket. */
+  fault?: string;
   /** A running backup's last heartbeat: its grace runs from there (a long backup still alive stays). */
   lastSeenAt?: Date;
 }
@@ -69,8 +71,9 @@ export function planRetention(
   if (tenants.size > 1) throw new Error('retention is planned one tenant at a time');
   const zone = rules.timeZone ?? 'UTC';
   const reasons = new Map(backups.map((b) => [b.backupId, [] as string[]]));
+  // A backup a verify found damaged cannot be restored: it must not take the place of a sound one.
   const complete = backups
-    .filter((b) => b.state === 'complete')
+    .filter((b) => b.state === 'complete' && !b.fault)
     .sort((a, b) => b.startedAt.getTime() - a.startedAt.getTime() || (a.backupId < b.backupId ? 1 : -1));
   const buckets: [
     keyof RetentionRules & ('daily' | 'weekly' | 'monthly' | 'yearly'),
@@ -118,6 +121,7 @@ export function planRetention(
         reasons: [young ? `${b.state} within grace` : `${b.state} past grace`],
       };
     }
+    if (b.fault) return { backupId: b.backupId, keep: false, reasons: [`verify found ${b.fault}`] };
     return { backupId: b.backupId, keep: why.length > 0, reasons: why.length ? why : ['in no kept bucket'] };
   });
 }

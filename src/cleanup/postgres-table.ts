@@ -70,11 +70,16 @@ export async function resolveTable(pg: TenantPostgres, policy: PostgresPolicy): 
   for (const [name, value] of Object.entries(policy.where ?? {})) {
     const column = byName.get(name);
     if (!column) throw mismatch(`${where}: no column ${name} (in where)`);
-    if (value === null) conditions.push(`${t(name)} IS NULL`);
-    else {
-      params.push(Array.isArray(value) ? value : [value]);
-      conditions.push(`${t(name)} = ANY($${params.length}::${column.type}[])`);
+    // null in a list matches NULL, as MongoDB's $in does (= ANY never would).
+    const values = Array.isArray(value) ? value : [value];
+    const present = values.filter((v) => v !== null);
+    const alternatives: string[] = [];
+    if (present.length) {
+      params.push(present);
+      alternatives.push(`${t(name)} = ANY($${params.length}::${column.type}[])`);
     }
+    if (present.length < values.length) alternatives.push(`${t(name)} IS NULL`);
+    conditions.push(alternatives.length === 1 ? alternatives[0]! : `(${alternatives.join(' OR ')})`);
   }
   const archiveColumns = columns
     .map((c) =>
@@ -95,9 +100,10 @@ export async function resolveTable(pg: TenantPostgres, policy: PostgresPolicy): 
 }
 
 function cutoffFor(type: string, where: string, column: string): string {
-  if (type === 'timestamp with time zone') return '$1::timestamptz';
+  // format_type spells a precision inside the name: `timestamp(3) with time zone`.
+  if (/^timestamp(\(\d+\))? with time zone$/.test(type)) return '$1::timestamptz';
   // A time without zone is read as UTC, as the fleet writes them.
-  if (type.startsWith('timestamp')) return "($1::timestamptz AT TIME ZONE 'UTC')";
+  if (/^timestamp(\(\d+\))? without time zone$/.test(type)) return "($1::timestamptz AT TIME ZONE 'UTC')";
   if (type === 'date') return "($1::timestamptz AT TIME ZONE 'UTC')::date";
   throw mismatch(`${where}: column ${column} is ${type}, not a timestamp or date`);
 }

@@ -10,10 +10,7 @@ import type pg from 'pg';
 import { PermanentError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { KeyProvider } from '../backup/keys.ts';
-import { BackupCatalog } from '../backup/catalog.ts';
-import { deleteBackup, planPrune } from '../backup/prune.ts';
-import { expireExports } from '../erase/export-expire.ts';
-import { ExportRecords } from '../erase/export-records.ts';
+import { expiredExports, pruneBackups } from './catalog-policies.ts';
 import type { Checkpoint } from '../runtime/checkpoint.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import type { TenantPostgres } from '../stores/postgres.ts';
@@ -64,6 +61,8 @@ interface CleanupCheckpoint {
   done: PolicyOutcome[];
   mongo: Record<string, MongoProgress>;
   objects: Record<string, ObjectProgress>;
+  /** Exports and backups deleted so far, by policy: a retry's counts include them. */
+  deletedIds?: Record<string, string[]>;
 }
 
 /** The policies a request names, in config order; an unknown name is bad input. */
@@ -180,11 +179,24 @@ export async function runCleanup(req: CleanupRequest, d: CleanupDeps): Promise<P
           : await cleanRecords(d.control, d.prefix, p, s);
         break;
       case 'exports':
-        outcome = await expiredExports(d, req, p.name, startedAt);
+      case 'backups': {
+        const ids = (cp.deletedIds ??= {})[p.name] ?? [];
+        const record = async (id: string) => {
+          ids.push(id);
+          cp.deletedIds![p.name] = ids;
+          await d.checkpoint.set(cp);
+        };
+        const c = {
+          ...d,
+          tenant: req.tenant,
+          dryRun: req.dryRun,
+          now: startedAt,
+          deletedBefore: ids,
+          record,
+        };
+        outcome = p.store === 'exports' ? await expiredExports(c, p.name) : await pruneBackups(c, p);
         break;
-      case 'backups':
-        outcome = await pruneBackups(d, req, p, startedAt);
-        break;
+      }
     }
     outcome = { ...outcome, cutoff: s.cutoff.toISOString() };
     if (p.store === 'exports' || p.store === 'backups') delete outcome.cutoff;
@@ -210,90 +222,4 @@ function openArchive(
     store: p.store,
     target: p.target,
   });
-}
-
-async function expiredExports(
-  d: CleanupDeps,
-  req: CleanupRequest,
-  name: string,
-  now: Date,
-): Promise<PolicyOutcome> {
-  const started = performance.now();
-  const base = { name, store: 'exports' as const, dryRun: req.dryRun, archived: 0 };
-  if (req.dryRun) {
-    const rows = await new ExportRecords(d.control, d.prefix).expired(now, req.tenant);
-    const times = rows.map((r) => r.expires_at.toISOString()).sort();
-    return {
-      ...base,
-      matched: rows.length,
-      deleted: 0,
-      batches: 0,
-      longestBatchMs: 0,
-      oldest: times[0] ?? null,
-      newest: times.at(-1) ?? null,
-    };
-  }
-  const out = await expireExports(
-    {
-      control: { pool: d.control },
-      prefix: d.prefix,
-      objects: d.objects,
-      localObjects: d.localObjects,
-      log: d.log,
-    },
-    { now, tenant: req.tenant },
-  );
-  if (out.failed.length)
-    d.log.warn(
-      { failed: out.failed.length },
-      'some expired exports could not be deleted; the next run tries again',
-    );
-  return {
-    ...base,
-    matched: out.deleted.length + out.failed.length,
-    deleted: out.deleted.length,
-    batches: 1,
-    longestBatchMs: Math.round(performance.now() - started),
-  };
-}
-
-async function pruneBackups(
-  d: CleanupDeps,
-  req: CleanupRequest,
-  p: Extract<RetentionPolicy, { store: 'backups' }>,
-  now: Date,
-): Promise<PolicyOutcome> {
-  const catalog = new BackupCatalog(d.control, d.prefix);
-  const plan = (
-    await planPrune(
-      catalog,
-      req.tenant,
-      { ...p.keep, incompleteGraceHours: p.incompleteGraceHours, timeZone: p.timeZone },
-      now,
-    )
-  ).filter((x) => x.row.state !== 'deleted');
-  const doomed = plan.filter((x) => !x.plan.keep);
-  const times = doomed.map((x) => x.row.started_at.toISOString()).sort();
-  const outcome: PolicyOutcome = {
-    name: p.name,
-    store: 'backups',
-    dryRun: req.dryRun,
-    matched: doomed.length,
-    deleted: 0,
-    archived: 0,
-    batches: 0,
-    longestBatchMs: 0,
-    kept: plan.length - doomed.length,
-    ...(req.dryRun ? { oldest: times[0] ?? null, newest: times.at(-1) ?? null } : {}),
-  };
-  if (req.dryRun) return outcome;
-  for (const { row } of doomed) {
-    d.throwIfInterrupted();
-    const started = performance.now();
-    await deleteBackup(catalog, row.destination === 'local' ? d.localObjects : d.objects, row);
-    outcome.deleted++;
-    outcome.batches++;
-    outcome.longestBatchMs = Math.max(outcome.longestBatchMs, Math.round(performance.now() - started));
-  }
-  return outcome;
 }

@@ -236,7 +236,9 @@ export function registerBackupCommands(program: Command, int: (v: string) => num
         }
         const { BackupCatalog } = await import('../backup/catalog.ts');
         const { deleteBackup } = await import('../backup/prune.ts');
-        await deleteBackup(new BackupCatalog(deps.control.pool, deps.prefix), store, row);
+        const deleted = await deleteBackup(new BackupCatalog(deps.control.pool, deps.prefix), store, row);
+        if (deleted === null)
+          throw new Error(`backup ${backupId} changed while this ran (a retry took it up): not deleted`);
         print({ backup: backupId, deleted: keys.length });
       }),
     );

@@ -27,7 +27,7 @@ export interface ExpireOutcome {
   failed: string[];
 }
 
-async function deleteExport(store: ObjectStore, row: ExportRow): Promise<void> {
+export async function deleteExport(store: ObjectStore, row: ExportRow): Promise<void> {
   await store.delete(keyFileKey(row.tenant, row.export_id));
   await store.delete(bundleKey(row.tenant, row.export_id));
   for await (const o of store.list(exportPrefix(row.tenant, row.export_id))) await store.delete(o.key);

@@ -141,4 +141,30 @@ describe('backup retention, grandfather-father-son', () => {
       /one tenant/,
     );
   });
+
+  it('a backup a verify found damaged fills no bucket: the sound one of its day is kept', () => {
+    const day = (d: number, h: number) => new Date(Date.UTC(2026, 2, d, h));
+    const b = (backupId: string, at: Date, extra: Partial<BackupFacts> = {}): BackupFacts => ({
+      backupId,
+      tenant: 'acme',
+      state: 'complete',
+      startedAt: at,
+      verified: false,
+      ...extra,
+    });
+    const plan = planRetention(
+      [
+        b('good-9', day(9, 1), { verified: true }),
+        b('tampered-9', day(9, 13), { fault: 'tampered' }),
+        b('good-10', day(10, 1)),
+      ],
+      { daily: 2 },
+      day(11, 0),
+    );
+    expect(plan).toEqual([
+      { backupId: 'good-9', keep: true, reasons: ['daily 2026-03-09', 'newest verified'] },
+      { backupId: 'tampered-9', keep: false, reasons: ['verify found tampered'] },
+      { backupId: 'good-10', keep: true, reasons: ['daily 2026-03-10'] },
+    ]);
+  });
 });
