@@ -1,6 +1,7 @@
 /** Cleanup jobs on tables and collections: exactly the expired rows, in batches; dry runs change nothing. */
 import { describe, expect } from 'vitest';
 import { randomUUID } from 'node:crypto';
+import { Long, ObjectId } from 'mongodb';
 import { AuditDrain } from '../src/control/audit-drain.ts';
 import { BatchArchive, archivePrefix, readArchive } from '../src/cleanup/archive.ts';
 import { cleanCollection, resolveCollection, type MongoProgress } from '../src/cleanup/mongo-collection.ts';
@@ -226,5 +227,50 @@ describe('retention beside migrations', () => {
     await migration;
     const result = await job.waitForResult({ timeoutMs: 60_000 });
     expect(result.policies[0]).toMatchObject({ deleted: doomed.length });
+  });
+});
+
+describe('MongoDB _ids of several types in one collection', () => {
+  test.override({
+    config: defineConfig({
+      retention: [
+        {
+          name: 'old_events',
+          store: 'mongo',
+          target: 'mixed',
+          timeField: 'at',
+          olderThanDays: 7,
+          batch: { initialSize: 4, minSize: 4, maxSize: 4, pauseMs: 0 },
+        },
+      ],
+    }),
+  });
+
+  test('numbers, strings, ObjectIds and dates: exactly the expired ones go, each counted once', async ({
+    tenant,
+    client,
+    startWorker,
+  }) => {
+    const old = new Date(Date.now() - 30 * 86_400_000);
+    const young = new Date();
+    const ids: unknown[] = [
+      ...[1, 2, 3, 4, 5, 6.5, Long.fromString('9007199254740993')],
+      ...['a', 'b', 'c', 'd', 'e'],
+      ...Array.from({ length: 5 }, () => new ObjectId()),
+      ...[1, 2, 3, 4, 5].map((d) => new Date(Date.UTC(2020, 0, d))),
+    ];
+    // Every other document expired, in each type.
+    const docs = ids.map((_id, i) => ({ _id, at: i % 2 === 0 ? old : young, i }));
+    await tenant.mongo.collection('mixed').insertMany(docs as never[]);
+    const expiredIs = docs.filter((d) => d.at === old).map((d) => d.i);
+    startWorker();
+    const dry = await (await client.enqueue('cleanup', { tenant: tenant.id, dryRun: true })).waitForResult();
+    expect(dry.policies[0]!.matched).toBe(expiredIs.length);
+    const real = await (await client.enqueue('cleanup', { tenant: tenant.id })).waitForResult();
+    expect(real.policies[0]).toMatchObject({ matched: expiredIs.length, deleted: expiredIs.length });
+    const left = (await tenant.mongo.collection('mixed').find().toArray())
+      .map((d) => d.i as number)
+      .sort((a, b) => a - b);
+    expect(left).toEqual(docs.filter((d) => d.at === young).map((d) => d.i));
   });
 });

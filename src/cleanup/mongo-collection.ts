@@ -2,13 +2,15 @@
  * Retention on a MongoDB collection: documents whose time field is a date older than the cutoff (and
  * that match the policy's `where`) are deleted in batches walked by `_id`, each sized toward a target
  * duration. Without transactions (FerretDB has none) a batch cannot commit with its checkpoint, so the
- * checkpoint is written before the delete, naming the batch (its `_id` range and how many it found);
- * a retry that finds the batch pending deletes the range again and counts the larger of what it found
- * and what it deletes, which is exact unless something else deletes the same documents meanwhile.
+ * checkpoint is written before the delete, naming the batch (its `_id` range and how many it found).
+ * A batch deletes exactly the documents it read (and archived), if they still match; a retry that
+ * finds a batch pending deletes what of its range still matches and counts the larger of what it
+ * found and what it deletes, which is exact unless something else deletes the same documents
+ * meanwhile.
  *
  * Only dates match: a time held as a string or a number is not a date to MongoDB (the same rule as TTL
- * indexes). `_id`s of different BSON types sort apart; the walk ends with one look at the whole
- * collection and starts over if documents of another `_id` type are left.
+ * indexes). A range bound compares within one BSON type, so each batch holds `_id`s of one type, and
+ * the walk starts over from the first matching document until none is left.
  */
 import { BSON, type Collection, type Db, type Document, type Filter } from 'mongodb';
 import { PermanentError } from '../errors.ts';
@@ -22,8 +24,8 @@ const { EJSON } = BSON;
 
 type MongoPolicy = DataPolicy & { store: 'mongo' };
 
-/** Walks of the whole collection after the first, for `_id`s of other types or documents made old meanwhile. */
-const MAX_WALKS = 3;
+/** Walks of the collection, one per `_id` type at least; a bound against documents made old without end. */
+const MAX_WALKS = 32;
 
 export interface ResolvedCollection {
   policy: MongoPolicy;
@@ -71,8 +73,8 @@ export interface MongoProgress {
   outcome: PolicyOutcome;
   walks: number;
   after: string | null;
-  /** A batch whose delete may or may not have happened. */
-  pending?: { upTo: string; found: number; seq: number };
+  /** A batch (its first and last `_id`, of one BSON type) whose delete may or may not have happened. */
+  pending?: { from: string; upTo: string; found: number; seq: number };
   done: boolean;
 }
 
@@ -92,62 +94,94 @@ export async function cleanCollection(
   if (p.done) return p.outcome;
   const match = matchOf(r, s.cutoff);
   const batchPace = pace(r.policy.batch);
-  const idRange = (after: string | null, upTo?: string): Filter<Document> => {
-    const range: Document = {};
-    if (after !== null) range.$gt = parseId(after);
-    if (upTo !== undefined) range.$lte = parseId(upTo);
-    return Object.keys(range).length ? { _id: range } : {};
-  };
+  const idsOf = (docs: Document[]) => docs.map((d) => d._id as unknown);
   for (;;) {
     s.throwIfInterrupted();
     if (p.pending) {
-      // The batch a crash interrupted: delete its range again, archiving what is still there.
-      const { upTo, found, seq } = p.pending;
+      // The batch a crash interrupted: what of it still matches is archived and deleted now.
+      const { from, upTo, found, seq } = p.pending;
       const started = performance.now();
-      const filter = { ...match, ...idRange(p.after, upTo) };
-      let archived = 0;
-      if (archive) {
-        const docs = await r.collection.find(filter).toArray();
-        archived = await archiveBatch(archive, seq, docs, true);
-      }
-      const { deletedCount } = await r.collection.deleteMany(filter);
+      const left = await r.collection
+        .find(
+          { ...match, ...byId({ $gte: parseId(from), $lte: parseId(upTo) }) },
+          archive ? {} : { projection: { _id: 1 } },
+        )
+        .toArray();
+      const archived = archive ? await archiveBatch(archive, seq, left, true) : 0;
+      const { deletedCount } = left.length
+        ? await r.collection.deleteMany({ ...match, ...byId({ $in: idsOf(left) }) })
+        : { deletedCount: 0 };
       finishBatch(p, upTo, found, Math.max(found, deletedCount), archived, performance.now() - started);
       await save(p);
       continue;
     }
     const size = batchPace.size;
     const started = performance.now();
-    const docs = await r.collection
-      .find({ ...match, ...idRange(p.after) }, archive ? {} : { projection: { _id: 1 } })
+    const found = await r.collection
+      .find(
+        { ...match, ...(p.after !== null ? byId({ $gt: parseId(p.after) }) : {}) },
+        archive ? {} : { projection: { _id: 1 } },
+      )
       .sort({ _id: 1 })
       .limit(size)
       .toArray();
-    if (docs.length === 0) {
-      // The walk's end: anything left (`_id`s of another type, documents made old since) starts another.
-      const left = p.after !== null && (await r.collection.findOne(match, { projection: { _id: 1 } }));
-      if (left && p.walks < MAX_WALKS) {
-        p.walks++;
-        p.after = null;
+    if (found.length === 0) {
+      // The walk's end. A range bound compares within one BSON type, so `_id`s of other types (and
+      // documents made old since) are found by walking again from the start; done when none are.
+      if (p.after === null || p.walks >= MAX_WALKS) {
+        if (p.after !== null)
+          s.log.warn({ walks: p.walks }, 'cleanup stopped walking: documents keep matching');
+        p.done = true;
         await save(p);
-        continue;
+        return p.outcome;
       }
-      p.done = true;
+      p.walks++;
+      p.after = null;
       await save(p);
-      return p.outcome;
+      continue;
     }
-    const upTo = EJSON.stringify({ id: docs.at(-1)!._id }, { relaxed: false });
+    // One BSON type per batch, so that its range names exactly what it found.
+    const docs = sameTypePrefix(found);
+    const from = idText(docs[0]!);
+    const upTo = idText(docs.at(-1)!);
     const seq = p.outcome.batches;
-    p.pending = { upTo, found: docs.length, seq };
+    p.pending = { from, upTo, found: docs.length, seq };
     await save(p);
     const archived = archive ? await archiveBatch(archive, seq, docs, false) : 0;
-    const { deletedCount } = await r.collection.deleteMany({ ...match, ...idRange(p.after, upTo) });
+    // Exactly the documents read (and archived), if they still match: never one made old since.
+    const { deletedCount } = await r.collection.deleteMany({
+      ...match,
+      ...byId({ $gte: docs[0]!._id, $lte: docs.at(-1)!._id, $in: idsOf(docs) }),
+    });
     const ms = performance.now() - started;
-    finishBatch(p, upTo, docs.length, Math.max(docs.length, deletedCount), archived, ms);
+    finishBatch(p, upTo, docs.length, deletedCount, archived, ms);
     await save(p);
     await s.progress(p.outcome);
-    batchPace.took(ms, docs.length);
+    batchPace.took(ms, found.length);
     await rest(batchPace.pauseMs, s.signal);
   }
+}
+
+/** A condition on `_id`s of any BSON type (the driver's types assume ObjectIds). */
+const byId = (condition: Document): Filter<Document> => ({ _id: condition }) as Filter<Document>;
+
+const idText = (doc: Document) => EJSON.stringify({ id: doc._id as unknown }, { relaxed: false });
+
+/** MongoDB's sort order groups `_id`s by type (all numbers together, whatever their BSON type). */
+function typeOf(value: unknown): string {
+  if (typeof value === 'number') return 'number';
+  if (value !== null && typeof value === 'object' && '_bsontype' in value) {
+    const t = String(value._bsontype);
+    return ['Int32', 'Double', 'Long', 'Decimal128'].includes(t) ? 'number' : t;
+  }
+  if (value instanceof Date) return 'date';
+  return value === null ? 'null' : typeof value;
+}
+
+function sameTypePrefix(docs: Document[]): Document[] {
+  const type = typeOf(docs[0]!._id);
+  const end = docs.findIndex((d) => typeOf(d._id) !== type);
+  return end === -1 ? docs : docs.slice(0, end);
 }
 
 function finishBatch(
