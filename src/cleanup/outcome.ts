@@ -10,6 +10,8 @@ export interface PolicyOutcome {
   deleted: number;
   /** Written to the policy's archive before being deleted. */
   archived: number;
+  /** Rows a foreign key still references (ON DELETE NO ACTION / RESTRICT): left in place. */
+  skipped?: number;
   batches: number;
   longestBatchMs: number;
   /** The oldest and newest time among what a dry run found (ISO 8601); null when it found nothing. */

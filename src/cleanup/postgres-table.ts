@@ -22,6 +22,8 @@ const CHECKPOINT_DAYS = 45;
 /** Batches in a row that may give up on a lock before the attempt fails (and is retried later). */
 const MAX_CONTENDED = 8;
 const LOCK_NOT_AVAILABLE = '55P03';
+/** A delete refused because another row still references this one (NO ACTION / RESTRICT). */
+const REFERENCED = new Set(['23503', '23001']);
 
 type PostgresPolicy = DataPolicy & { store: 'postgres' };
 
@@ -132,6 +134,7 @@ interface Saved {
   matched: string;
   deleted: string;
   archived: string;
+  skipped: string;
   batches: number;
   longest_ms: number;
   done: boolean;
@@ -156,35 +159,45 @@ export async function cleanTable(
         matched: Number(saved?.matched ?? 0),
         deleted: Number(saved?.deleted ?? 0),
         archived: Number(saved?.archived ?? 0),
+        skipped: Number(saved?.skipped ?? 0),
         batches: saved?.batches ?? 0,
         longestBatchMs: saved?.longest_ms ?? 0,
       };
       if (saved?.done) return outcome;
       let after = saved?.after ?? null;
-      const batchSql = batchStatement(r, archive !== undefined);
+      const batchSql = batchStatement(r);
       const batchPace = pace(r.policy.batch);
+      const values = [s.cutoff.toISOString(), ...r.params.slice(1)];
+      const position = () => [after !== null, ...r.keys.map((_, i) => after?.[i] ?? null)];
       let contended = 0;
+      // After a foreign key refused a batch: that batch again, row by row, leaving referenced rows.
+      let oneByOne = false;
       for (;;) {
         s.throwIfInterrupted();
         const size = batchPace.size;
         const started = performance.now();
-        let batch: { matched: number; deleted: number; last: string[] | null; lines: string | null };
+        let batch: Batch;
         try {
+          // Read (and archived) before any lock is taken: a slow upload never holds a writer up.
+          const candidates =
+            archive || oneByOne
+              ? await readCandidates(client, r, values, position(), size, !!archive)
+              : undefined;
+          if (archive && candidates!.keys.length > 0) await archive.write(outcome.batches, candidates!.lines);
           await client.query(`BEGIN; SET LOCAL lock_timeout = ${batchPace.lockTimeoutMs}`);
-          const params = [s.cutoff.toISOString(), ...r.params.slice(1)];
-          const walk = after ? r.keys.map((_, i) => after![i]) : r.keys.map(() => null);
-          const res = await client.query<typeof batch>(batchSql, [...params, after !== null, ...walk, size]);
-          batch = res.rows[0]!;
-          if (archive && batch.deleted > 0) {
-            const lines = batch.lines!.split('\n');
-            await archive.write(outcome.batches, lines);
+          if (!candidates) {
+            const res = await client.query<Batch>(batchSql, [...values, ...position(), size]);
+            batch = { ...res.rows[0]!, skipped: 0 };
+          } else {
+            batch = await deleteCandidates(client, r, values, candidates.keys, oneByOne);
           }
           const ms = Math.round(performance.now() - started);
           const next: PolicyOutcome = {
             ...outcome,
             matched: outcome.matched + batch.matched,
             deleted: outcome.deleted + batch.deleted,
-            archived: outcome.archived + (archive ? batch.deleted : 0),
+            archived: outcome.archived + (archive ? batch.matched : 0),
+            skipped: (outcome.skipped ?? 0) + batch.skipped,
             batches: outcome.batches + 1,
             longestBatchMs: Math.max(outcome.longestBatchMs, ms),
           };
@@ -193,12 +206,17 @@ export async function cleanTable(
           await client.query('COMMIT');
           Object.assign(outcome, next);
           after = last;
-          batchPace.took(ms, batch.matched);
+          if (!oneByOne) batchPace.took(ms, batch.matched);
+          oneByOne = false;
           contended = 0;
         } catch (err) {
           await client.query('ROLLBACK').catch(() => undefined);
-          if ((err as { code?: string }).code !== LOCK_NOT_AVAILABLE || ++contended > MAX_CONTENDED)
-            throw err;
+          const code = (err as { code?: string }).code;
+          if (code && REFERENCED.has(code) && !oneByOne) {
+            oneByOne = true;
+            continue;
+          }
+          if (code !== LOCK_NOT_AVAILABLE || ++contended >= MAX_CONTENDED) throw err;
           // A row of the batch is locked by a writer: try again, smaller, after a longer rest.
           batchPace.contended();
           s.log.debug({ policy: r.policy.name, size: batchPace.size }, 'cleanup batch gave up on a lock');
@@ -213,38 +231,100 @@ export async function cleanTable(
   );
 }
 
-/**
- * One batch: the next `size` keys past the walk's position among matching rows, those rows deleted
- * (the condition checked again on each), and the batch's last key. Parameters: the cutoff and
- * `where` values, whether there is a position, the position's key values, the size.
- */
-function batchStatement(r: ResolvedTable, archiving: boolean): string {
+interface Batch {
+  matched: number;
+  deleted: number;
+  /** Rows a foreign key still references: left where they are. */
+  skipped: number;
+  last: string[] | null;
+}
+
+/** The walk's next `size` matching rows, read without locks: keys as text, and archive lines. */
+async function readCandidates(
+  client: pg.PoolClient,
+  r: ResolvedTable,
+  values: unknown[],
+  position: unknown[],
+  size: number,
+  archiving: boolean,
+): Promise<{ keys: string[][]; lines: string[] }> {
+  const { rows } = await client.query<{ key: string[]; line: string | null }>(
+    `SELECT ARRAY[${r.keys.map((k) => `t.${quoteIdent(k.name)}::text`).join(', ')}] AS key,
+            ${archiving ? `(SELECT row_to_json(x)::text FROM (SELECT ${r.archiveColumns}) x)` : 'NULL::text'} AS line
+       FROM ${r.table} t WHERE ${walkCondition(r)} AND ${r.condition}
+      ORDER BY ${r.keys.map((k) => `t.${quoteIdent(k.name)}`).join(', ')} LIMIT $${r.params.length + 2 + r.keys.length}`,
+    [...values, ...position, size],
+  );
+  return { keys: rows.map((row) => row.key), lines: rows.map((row) => row.line!) };
+}
+
+/** Deletes the rows of these keys that still match: all at once, or one by one past foreign keys. */
+async function deleteCandidates(
+  client: pg.PoolClient,
+  r: ResolvedTable,
+  values: unknown[],
+  keys: string[][],
+  oneByOne: boolean,
+): Promise<Batch> {
+  const batch: Batch = { matched: keys.length, deleted: 0, skipped: 0, last: keys.at(-1) ?? null };
+  if (keys.length === 0) return batch;
+  const n = values.length;
+  const names = r.keys.map((k) => quoteIdent(k.name));
+  if (!oneByOne) {
+    const columns = r.keys.map((k, i) => `$${n + 1 + i}::${k.type}[]`).join(', ');
+    const { rowCount } = await client.query(
+      `DELETE FROM ${r.table} t USING unnest(${columns}) AS b(${names.join(', ')})
+        WHERE ${names.map((k) => `t.${k} = b.${k}`).join(' AND ')} AND ${r.condition}`,
+      [...values, ...r.keys.map((_, i) => keys.map((key) => key[i]))],
+    );
+    batch.deleted = rowCount ?? 0;
+    return batch;
+  }
+  const one = `DELETE FROM ${r.table} t WHERE ${names.map((k, i) => `t.${k} = $${n + 1 + i}::${r.keys[i]!.type}`).join(' AND ')} AND ${r.condition}`;
+  for (const key of keys) {
+    await client.query('SAVEPOINT row');
+    try {
+      batch.deleted += (await client.query(one, [...values, ...key])).rowCount ?? 0;
+      await client.query('RELEASE SAVEPOINT row');
+    } catch (err) {
+      if (!REFERENCED.has((err as { code?: string }).code ?? '')) throw err;
+      await client.query('ROLLBACK TO SAVEPOINT row');
+      batch.skipped++;
+    }
+  }
+  return batch;
+}
+
+/** Past the walk's position: parameters after the cutoff and `where` values. */
+function walkCondition(r: ResolvedTable): string {
   const n = r.params.length;
-  const keys = r.keys.map((k) => quoteIdent(k.name));
+  const keys = r.keys.map((k) => `t.${quoteIdent(k.name)}`);
   const position = r.keys.map((k, i) => `$${n + 2 + i}::${k.type}`);
   const walk =
-    keys.length === 1
-      ? `t.${keys[0]} > ${position[0]}`
-      : `(${keys.map((k) => `t.${k}`).join(', ')}) > (${position.join(', ')})`;
-  const size = `$${n + 2 + keys.length}`;
-  const orderBy = keys.join(', ');
+    keys.length === 1 ? `${keys[0]} > ${position[0]}` : `(${keys.join(', ')}) > (${position.join(', ')})`;
+  return `(NOT $${n + 1}::boolean OR ${walk})`;
+}
+
+/**
+ * One batch in one statement: the next `size` keys past the walk's position among matching rows,
+ * those rows deleted (the condition checked again on each), and the batch's last key. Parameters:
+ * the cutoff and `where` values, whether there is a position, the position's key values, the size.
+ */
+function batchStatement(r: ResolvedTable): string {
+  const keys = r.keys.map((k) => quoteIdent(k.name));
+  const size = `$${r.params.length + 2 + keys.length}`;
   return `WITH batch AS (
       SELECT ${keys.map((k) => `t.${k}`).join(', ')} FROM ${r.table} t
-       WHERE (NOT $${n + 1}::boolean OR ${walk}) AND ${r.condition}
-       ORDER BY ${orderBy} LIMIT ${size}),
+       WHERE ${walkCondition(r)} AND ${r.condition}
+       ORDER BY ${keys.join(', ')} LIMIT ${size}),
     gone AS (
       DELETE FROM ${r.table} t USING batch b
        WHERE ${keys.map((k) => `t.${k} = b.${k}`).join(' AND ')} AND ${r.condition}
-       RETURNING t.*)
+       RETURNING 1)
     SELECT (SELECT count(*) FROM batch)::int AS matched,
            (SELECT count(*) FROM gone)::int AS deleted,
            (SELECT ARRAY[${keys.map((k) => `${k}::text`).join(', ')}] FROM batch
-             ORDER BY ${keys.map((k) => `${k} DESC`).join(', ')} LIMIT 1) AS last,
-           ${
-             archiving
-               ? `(SELECT string_agg(row_to_json(x)::text, E'\\n') FROM (SELECT ${r.archiveColumns} FROM gone t) x)`
-               : 'NULL::text'
-           } AS lines`;
+             ORDER BY ${keys.map((k) => `${k} DESC`).join(', ')} LIMIT 1) AS last`;
 }
 
 async function loadCheckpoint(
@@ -254,13 +334,13 @@ async function loadCheckpoint(
 ): Promise<Saved | undefined> {
   await client.query(`CREATE TABLE IF NOT EXISTS ${CHECKPOINTS} (
       run_id text NOT NULL, policy text NOT NULL, after text[], matched bigint NOT NULL, deleted bigint NOT NULL,
-      archived bigint NOT NULL, batches integer NOT NULL, longest_ms integer NOT NULL, done boolean NOT NULL,
+      archived bigint NOT NULL, skipped bigint NOT NULL, batches integer NOT NULL, longest_ms integer NOT NULL, done boolean NOT NULL,
       updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (run_id, policy))`);
   await client.query(
     `DELETE FROM ${CHECKPOINTS} WHERE updated_at < now() - make_interval(days => ${CHECKPOINT_DAYS})`,
   );
   const { rows } = await client.query<Saved>(
-    `SELECT after, matched, deleted, archived, batches, longest_ms, done FROM ${CHECKPOINTS}
+    `SELECT after, matched, deleted, archived, skipped, batches, longest_ms, done FROM ${CHECKPOINTS}
       WHERE run_id = $1 AND policy = $2`,
     [runId, policy],
   );
@@ -275,10 +355,21 @@ async function saveCheckpoint(
   done: boolean,
 ): Promise<void> {
   await client.query(
-    `INSERT INTO ${CHECKPOINTS} (run_id, policy, after, matched, deleted, archived, batches, longest_ms, done)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-     ON CONFLICT (run_id, policy) DO UPDATE SET after = $3, matched = $4, deleted = $5, archived = $6,
+    `INSERT INTO ${CHECKPOINTS} (run_id, policy, after, matched, deleted, archived, batches, longest_ms, done, skipped)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+     ON CONFLICT (run_id, policy) DO UPDATE SET after = $3, matched = $4, deleted = $5, archived = $6, skipped = $10,
        batches = $7, longest_ms = $8, done = $9, updated_at = now()`,
-    [runId, o.name, after, o.matched, o.deleted, o.archived, o.batches, o.longestBatchMs, done],
+    [
+      runId,
+      o.name,
+      after,
+      o.matched,
+      o.deleted,
+      o.archived,
+      o.batches,
+      o.longestBatchMs,
+      done,
+      o.skipped ?? 0,
+    ],
   );
 }
