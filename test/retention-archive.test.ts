@@ -79,6 +79,15 @@ describe.each(['postgres', 'mongo'] as const)('archive before delete on %s', (st
     const { stdout } = await cli('archives', 'open', tenant.id, job.runId, 'old_events', '--out', out);
     expect(JSON.parse(stdout)).toMatchObject({ rows: doomed.length });
     expect((await readFile(out, 'utf8')).split('\n').length).toBe(doomed.length + 1);
+    // Never over a file already there; a run without an archive is named.
+    await expect(
+      cli('archives', 'open', tenant.id, job.runId, 'old_events', '--out', out),
+    ).rejects.toMatchObject({
+      stderr: expect.stringContaining('exists: not overwritten'),
+    });
+    await expect(
+      cli('archives', 'open', tenant.id, 'no-such-run', 'old_events', '--out', `${out}.2`),
+    ).rejects.toMatchObject({ stderr: expect.stringContaining(`no archive at`) });
     const load = await client.enqueue('load-fixtures', {
       tenant: tenant.id,
       target: { store, name: 'restored' },

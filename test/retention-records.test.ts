@@ -82,6 +82,7 @@ describe('objects and exports', () => {
         { name: 'scratch', store: 'objects', prefix: 'scratch/{tenant}/', olderThanDays: 0 },
         { name: 'scratch_week', store: 'objects', prefix: 'scratch/{tenant}/', olderThanDays: 7 },
         { name: 'exports', store: 'exports' },
+        { name: 'archives', store: 'archives', olderThanDays: 0 },
       ],
     }),
   });
@@ -112,6 +113,11 @@ describe('objects and exports', () => {
         [deps.prefix, id, tenant.id, `exports/${tenant.id}/${id}/bundle`, expires],
       );
     }
+    // Two runs' archives of the tenant; one of the tenant whose id starts with this one's.
+    for (const who of [tenant.id, other])
+      for (const run of ['run-1', 'run-2'])
+        for (const file of ['key.json', '00000000.ndjson.gz'])
+          await deps.objects.put(`archives/${who}/${run}/old_events/${file}`, 'x');
     const listed = async (prefix: string) => {
       const out: string[] = [];
       for await (const o of deps.objects.list(prefix)) out.push(o.key);
@@ -123,13 +129,17 @@ describe('objects and exports', () => {
       ['scratch', 1_203],
       ['scratch_week', 0],
       ['exports', 1],
+      ['archives', 2],
     ]);
     const real = await (await client.enqueue('cleanup', { tenant: tenant.id })).waitForResult();
     expect(real.policies.map((p) => [p.name, p.matched, p.deleted, p.batches])).toEqual([
       ['scratch', 1_203, 1_203, 2],
       ['scratch_week', 0, 0, 0],
       ['exports', 1, 1, 1],
+      ['archives', 2, 2, 2],
     ]);
+    expect(await listed(`archives/${tenant.id}/`)).toEqual([]);
+    expect(await listed(`archives/${other}/`)).toHaveLength(4);
     expect(await listed(`scratch/${tenant.id}/`)).toEqual([]);
     expect(await listed(`scratch/${other}/`)).toEqual(keys(other).sort());
     expect(await listed(`exports/${tenant.id}/`)).toEqual([
@@ -202,6 +212,12 @@ describe('backups, grandfather-father-son', () => {
     for (const p of plan.filter((x) => x.action === 'delete')) expect(p.why).toEqual(['in no kept bucket']);
     // Without --plan or --confirm: the plan, exit 2, nothing deleted.
     await expect(cli('backups', 'prune', tenant.id)).rejects.toMatchObject({ code: 2 });
+    await expect(cli('backups', 'prune', tenant.id, '--plan', '--confirm')).rejects.toMatchObject({
+      stderr: expect.stringContaining('give one of them'),
+    });
+    await expect(cli('backups', 'prune', 'nosuchtenant', '--plan')).rejects.toMatchObject({
+      stderr: expect.stringContaining('unknown tenant nosuchtenant'),
+    });
 
     startWorker();
     const result = await (await client.enqueue('cleanup', { tenant: tenant.id })).waitForResult();

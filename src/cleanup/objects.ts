@@ -5,6 +5,7 @@
  * deleted, so a crash's retry deletes them again (deleting is idempotent) and counts them once.
  */
 import type { ObjectStore } from '../storage/object-store.ts';
+import { archivePrefix } from './archive.ts';
 import { emptyOutcome, type PolicyOutcome, type RunScope } from './outcome.ts';
 import type { RetentionPolicy } from './policies.ts';
 
@@ -85,6 +86,64 @@ export async function cleanObjects(
       await deleteBatch(round.slice(i, i + BATCH));
     }
     if (round.length < ROUND) break;
+  }
+  p.done = true;
+  await save(p);
+  return p.outcome;
+}
+
+/**
+ * Cleanup archives of runs older than the cutoff (by their key file, written first): each one whole,
+ * its key file first, so that what is left of an interrupted deletion is unreadable at once. Counts
+ * archives (one per run and policy), not objects.
+ */
+export async function cleanArchives(
+  store: ObjectStore,
+  name: string,
+  s: RunScope,
+  saved: ObjectProgress | undefined,
+  save: (p: ObjectProgress) => Promise<void>,
+): Promise<PolicyOutcome> {
+  const root = archivePrefix(s.tenant);
+  const old: string[] = [];
+  const oldest: Date[] = [];
+  for await (const o of store.list(root))
+    if (o.key.endsWith('/key.json') && o.lastModified && o.lastModified < s.cutoff) {
+      old.push(o.key.slice(0, -'key.json'.length));
+      oldest.push(o.lastModified);
+    }
+  if (s.dryRun) {
+    const times = oldest.map((t) => t.toISOString()).sort();
+    return {
+      ...emptyOutcome(name, 'archives', true),
+      matched: old.length,
+      oldest: times[0] ?? null,
+      newest: times.at(-1) ?? null,
+    };
+  }
+  const p: ObjectProgress = saved ?? { outcome: emptyOutcome(name, 'archives', false), done: false };
+  if (p.done) return p.outcome;
+  const deleteArchive = async (prefix: string) => {
+    const started = performance.now();
+    p.pending = [prefix];
+    await save(p);
+    await store.delete(`${prefix}key.json`);
+    for await (const o of store.list(prefix)) await store.delete(o.key);
+    p.outcome = {
+      ...p.outcome,
+      matched: p.outcome.matched + 1,
+      deleted: p.outcome.deleted + 1,
+      batches: p.outcome.batches + 1,
+      longestBatchMs: Math.max(p.outcome.longestBatchMs, Math.round(performance.now() - started)),
+    };
+    delete p.pending;
+    await save(p);
+    await s.progress(p.outcome);
+  };
+  if (p.pending) await deleteArchive(p.pending[0]!);
+  for (const prefix of old) {
+    s.throwIfInterrupted();
+    await deleteArchive(prefix);
   }
   p.done = true;
   await save(p);

@@ -3,7 +3,7 @@ import type { Logger } from '../logger.ts';
 
 export interface PolicyOutcome {
   name: string;
-  store: 'postgres' | 'mongo' | 'objects' | 'exports' | 'control' | 'backups';
+  store: 'postgres' | 'mongo' | 'objects' | 'archives' | 'exports' | 'control' | 'backups';
   dryRun: boolean;
   /** Rows, documents, objects or backups the policy found to delete (a dry run: would delete). */
   matched: number;

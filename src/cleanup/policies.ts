@@ -44,7 +44,10 @@ const dataPolicy = {
 export const retentionPolicy = z.discriminatedUnion('store', [
   z.strictObject({ store: z.literal('postgres'), ...dataPolicy }),
   z.strictObject({ store: z.literal('mongo'), ...dataPolicy }),
-  /** Objects under `prefix` (which holds `{tenant}`, as a whole path segment) older than N days. */
+  /**
+   * Objects under `prefix` older than N days. The prefix is folders ending in `/`, one of them exactly
+   * `{tenant}`, and not the first: a tenant named like another area (`backups`) must not reach it.
+   */
   z.strictObject({
     store: z.literal('objects'),
     name,
@@ -52,14 +55,20 @@ export const retentionPolicy = z.discriminatedUnion('store', [
       .string()
       .min(1)
       .max(512)
-      .refine((p) => /^([A-Za-z0-9_.-]+\/)*\{tenant\}\/([A-Za-z0-9_.-]+\/)*$/.test(p), {
-        message: 'must be folders ending in /, one of them exactly {tenant}, e.g. tmp/{tenant}/',
+      .refine((p) => /^([A-Za-z0-9_.-]+\/)+\{tenant\}\/([A-Za-z0-9_.-]+\/)*$/.test(p), {
+        message:
+          'must be folders ending in /, one of them exactly {tenant} but not the first, e.g. tmp/{tenant}/',
+      })
+      .refine((p) => !p.split('/').some((folder) => folder === '.' || folder === '..'), {
+        message: 'must not hold . or .. folders',
       })
       .refine((p) => !RESERVED_OBJECT_AREAS.some((area) => p.startsWith(area)), {
         message: 'must not be under backups/, exports/ or archives/: those have their own policies',
       }),
     olderThanDays: days,
   }),
+  /** Cleanup archives (`archive: true`) of runs older than N days: each run's archive goes whole. */
+  z.strictObject({ store: z.literal('archives'), name, olderThanDays: days }),
   /** Subject exports past their expiry: their bundles and keys are deleted (their records stay). */
   z.strictObject({ store: z.literal('exports'), name }),
   /** The fleet's own records about this tenant in the control database. */
@@ -111,7 +120,13 @@ function isTimeZone(zone: string): boolean {
 export function policyProblems(policies: readonly unknown[]): string[] {
   const problems: string[] = [];
   const seen = new Set<string>();
+  const objectAreas: [number, string][] = [];
   policies.forEach((p, i) => {
+    const named = (p as { name?: unknown } | null)?.name;
+    if (typeof named === 'string') {
+      if (seen.has(named)) problems.push(`retention[${i}].name: ${named} is used twice`);
+      seen.add(named);
+    }
     const parsed = retentionPolicy.safeParse(p);
     if (!parsed.success) {
       for (const issue of parsed.error.issues)
@@ -119,8 +134,6 @@ export function policyProblems(policies: readonly unknown[]): string[] {
       return;
     }
     const policy = parsed.data;
-    if (seen.has(policy.name)) problems.push(`retention[${i}].name: ${policy.name} is used twice`);
-    seen.add(policy.name);
     if ((policy.store === 'postgres' || policy.store === 'mongo') && policy.batch) {
       const { minSize = 10, maxSize = 50_000, initialSize = 1_000 } = policy.batch;
       if (minSize > maxSize || initialSize < minSize || initialSize > maxSize)
@@ -129,6 +142,15 @@ export function policyProblems(policies: readonly unknown[]): string[] {
     if (policy.store === 'postgres' || policy.store === 'mongo')
       if (policy.where && Object.hasOwn(policy.where, policy.timeField))
         problems.push(`retention[${i}].where: ${policy.timeField} is the time field already`);
+    if (policy.store === 'objects')
+      objectAreas.push([i, policy.prefix.slice(0, policy.prefix.indexOf('{tenant}'))]);
   });
+  // `a/` and `a/x/{tenant}/`: the first policy, for tenant x, would reach every tenant's objects of the second.
+  for (const [i, area] of objectAreas)
+    for (const [j, other] of objectAreas)
+      if (i !== j && other !== area && other.startsWith(area))
+        problems.push(
+          `retention[${i}].prefix: its folders before {tenant} hold retention[${j}]'s, which another tenant's objects would be under`,
+        );
   return problems;
 }

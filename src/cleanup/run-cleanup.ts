@@ -22,7 +22,7 @@ import {
   surveyCollection,
   type MongoProgress,
 } from './mongo-collection.ts';
-import { cleanObjects, surveyObjects, type ObjectProgress } from './objects.ts';
+import { cleanArchives, cleanObjects, surveyObjects, type ObjectProgress } from './objects.ts';
 import type { PolicyOutcome, RunScope } from './outcome.ts';
 import { retentionPolicy, type RetentionPolicy } from './policies.ts';
 import { cleanTable, resolveTable, surveyTable } from './postgres-table.ts';
@@ -172,6 +172,9 @@ export async function runCleanup(req: CleanupRequest, d: CleanupDeps): Promise<P
         outcome = req.dryRun
           ? await surveyObjects(d.objects, p, s)
           : await cleanObjects(d.objects, p, s, cp.objects[p.name], saveIn('objects'));
+        break;
+      case 'archives':
+        outcome = await cleanArchives(d.objects, p.name, s, cp.objects[p.name], saveIn('objects'));
         break;
       case 'control':
         outcome = req.dryRun

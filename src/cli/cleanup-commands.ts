@@ -2,9 +2,9 @@
  * `dbfleet cleanup <tenant>`, `dbfleet backups prune <tenant>`, `dbfleet archives list|open`.
  * Policy names are checked against the config module before anything is enqueued.
  */
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { once } from 'node:events';
-import { rename, rm } from 'node:fs/promises';
+import { link, rm } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { loadConfig } from '../config/define.ts';
 import { loadEnv } from '../config/env.ts';
@@ -67,7 +67,9 @@ export function registerCleanupCommands(program: Command, int: (v: string) => nu
     .option('--timeout <ms>', 'with --confirm: give up waiting after this long', int, 3_600_000)
     .action((tenant: string, o: { policy?: string; plan?: boolean; confirm?: boolean; timeout: number }) =>
       withDeps(async (deps) => {
+        if (o.plan && o.confirm) throw new Error('--plan only prints; --confirm deletes: give one of them');
         const policy = backupsPolicy(deps.config.retention ?? [], o.policy);
+        if (!(await deps.control.tenantExists(tenant))) throw new Error(`unknown tenant ${tenant}`);
         if (o.confirm && !o.plan) {
           await enqueueAndMaybeWait(
             'cleanup',
@@ -141,19 +143,24 @@ export function registerCleanupCommands(program: Command, int: (v: string) => nu
         assertIdentifier(policy, 'policy');
         if (!/^[A-Za-z0-9:._-]{1,200}$/.test(runId)) throw new Error('not a run id');
         if (!deps.backupKeys) throw new Error('no backup master key is configured (DBFLEET_BACKUP_KEYS)');
-        // Nothing at --out unless every batch authenticated.
+        // Nothing at --out unless every batch authenticated, and nothing there overwritten.
+        if (existsSync(o.out)) throw new Error(`${o.out} exists: not overwritten`);
+        const prefix = archivePrefix(tenant, runId, policy);
+        if (!(await deps.objects.head(`${prefix}key.json`)))
+          throw new Error(`no archive at ${deps.objects.location}/${prefix} (see archives list ${tenant})`);
         const partial = `${o.out}.partial`;
         const out = createWriteStream(partial, { flags: 'wx' });
         let lines = 0;
         try {
-          const prefix = archivePrefix(tenant, runId, policy);
           for await (const batch of readArchive(deps.objects, deps.backupKeys, prefix)) {
             for (const line of batch.lines) if (!out.write(`${line}\n`)) await once(out, 'drain');
             lines += batch.lines.length;
           }
           out.end();
           await once(out, 'finish');
-          await rename(partial, o.out);
+          // link, not rename: it fails rather than replace a file that appeared meanwhile.
+          await link(partial, o.out);
+          await rm(partial);
         } catch (err) {
           out.destroy();
           await rm(partial, { force: true });
