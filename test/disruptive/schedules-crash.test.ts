@@ -1,7 +1,8 @@
 /**
  * Worker processes starting together, and one restarting in a loop (kill -9 during and right after
  * its sync), reconcile the same config: one scheduler per schedule and tenant, each upserted once,
- * one pending run each. Then the CLI: sync, list, tenants add, a schedule removed from the config.
+ * one pending run each. Then the CLI: sync, list, tenants add and remove, a schedule removed from the
+ * config.
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -187,6 +188,10 @@ test(
     try {
       const { stderr } = await cli('tenants', 'add', late, '--no-migrate');
       expect(stderr).toContain('schedules synced: 1 added, 0 changed, 0 removed');
+      expect((await cli('tenants', 'remove', late)).stderr).toContain(
+        'schedules synced: 0 added, 0 changed, 1 removed',
+      );
+      await cli('tenants', 'add', late, '--no-migrate');
       // A schedule gone from the config goes at the next sync; the other stays as it was.
       await writeConfig(config, [schedules[0]!]);
       const fewer = JSON.parse((await cli('schedules', 'sync')).stdout) as {
