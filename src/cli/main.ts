@@ -79,7 +79,8 @@ program
     onShutdownSignal(async () => {
       metricsServer?.close();
       stopSync.abort();
-      await synced;
+      // A sync under way finishes its write; one stuck on an unreachable Redis does not hold the exit.
+      await Promise.race([synced, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
       await worker.close();
       await closeDeps(deps);
     });
