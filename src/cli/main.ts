@@ -8,7 +8,7 @@ import type { Dataset } from '../../demo/generate.ts';
 import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Job } from 'bullmq';
-import type { JobEnvelope } from '../jobs/envelope.ts';
+import { isLegacyRunId, runIdOf, type JobEnvelope } from '../jobs/envelope.ts';
 import { isJobName, jobNames, type JobName } from '../../queues/index.ts';
 import { JOB_STATES, type JobState } from '../board/job-states.ts';
 import { closeDeps } from '../runtime/deps.ts';
@@ -18,6 +18,7 @@ import { registerCleanupCommands } from './cleanup-commands.ts';
 import { registerEraseCommands } from './erase-commands.ts';
 import { registerExportCommands } from './export-commands.ts';
 import { registerMigrate } from './migrate-command.ts';
+import { registerScheduleCommands, syncAfterTenantChange } from './schedule-commands.ts';
 
 const int = (v: string) => {
   const n = Number(v);
@@ -41,12 +42,20 @@ program
   .option('--queues <names>', 'comma-separated queues to serve', (v) => v.split(','))
   .option('--concurrency <n>', 'jobs in flight per queue', int, 2)
   .option('--metrics-port <port>', "serve this worker's Prometheus metrics on 127.0.0.1:<port>", int)
-  .action(async (o: { queues?: string[]; concurrency: number; metricsPort?: number }) => {
-    const [{ startWorker }, { handlers }, { createServer }, { createFleetMetrics }] = await Promise.all([
+  .option('--no-schedules', "do not sync the config's schedules at start")
+  .action(async (o: { queues?: string[]; concurrency: number; metricsPort?: number; schedules: boolean }) => {
+    const [
+      { startWorker },
+      { handlers },
+      { createServer },
+      { createFleetMetrics },
+      { syncSchedulesAtStart },
+    ] = await Promise.all([
       import('../runtime/worker.ts'),
       import('../../workers/index.ts'),
       import('node:http'),
       import('../metrics.ts'),
+      import('../schedules/at-start.ts'),
     ]);
     const deps = await bootstrap();
     // The metrics port listens before the worker starts (and says "worker started"), so whoever
@@ -64,8 +73,14 @@ program
         metricsServer.once('error', reject).listen(o.metricsPort, '127.0.0.1', resolve),
       );
     const worker = startWorker(deps, { handlers, queues: o.queues, concurrency: o.concurrency, metrics });
+    // Every worker start is a sync point: whichever starting worker holds the lease reconciles.
+    const stopSync = new AbortController();
+    const synced = o.schedules ? syncSchedulesAtStart(deps, deps.log, stopSync.signal) : Promise.resolve();
     onShutdownSignal(async () => {
       metricsServer?.close();
+      stopSync.abort();
+      // A sync under way finishes its write; one stuck on an unreachable Redis does not hold the exit.
+      await Promise.race([synced, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
       await worker.close();
       await closeDeps(deps);
     });
@@ -145,6 +160,8 @@ tenants
           `${id}: ${created ? 'added' : 'already present'} (schema and database ${namespace}${at ? `; ${at}` : ''})`,
         );
       }
+      // Schedules for all tenants gain the new ones now rather than at the next worker start.
+      await syncAfterTenantChange(deps);
     });
   });
 tenants
@@ -158,6 +175,7 @@ tenants
     await withDeps(async (deps) => {
       const options = { dropData: Boolean(o.dropData), confirm: Boolean(o.confirm) };
       process.exitCode = await removeTenants(deps, ids, options);
+      if (process.exitCode === 0) await syncAfterTenantChange(deps);
     });
   });
 tenants
@@ -222,7 +240,14 @@ jobs
     withClient(async (client, deps) => {
       const job = (await client.queue(type).getJob(id)) as Job<JobEnvelope> | undefined;
       // The audit row of the run Redis holds; with no job there, of the latest run under this id.
-      const runId = typeof job?.data?.runId === 'string' ? job.data.runId : undefined;
+      // A scheduler's run has its run id from its job id, not its data.
+      let runId: string | undefined;
+      try {
+        runId = job ? runIdOf(job.data, deps.prefix, id, job.repeatJobKey) : undefined;
+      } catch {
+        runId = undefined; // an envelope the worker would refuse: show the job as it is
+      }
+      if (runId && isLegacyRunId(runId)) runId = undefined;
       print({
         state: job ? await job.getState() : 'not in Redis (removed, or past its retention)',
         runId,
@@ -253,6 +278,7 @@ registerBackupCommands(program, int);
 registerCleanupCommands(program, int);
 registerEraseCommands(program, int);
 registerExportCommands(program, int);
+registerScheduleCommands(program, int);
 
 const demo = program.command('demo').description('the demo music-streaming app');
 demo

@@ -9,9 +9,11 @@ import type { z } from 'zod';
 import { IDENTIFIER, isReservedName } from '../../queues/fields.ts';
 import { mapProblems, type PersonalDataLocation } from '../erase/map.ts';
 import { policyProblems, type RetentionPolicy } from '../cleanup/policies.ts';
+import { scheduleProblems, type ScheduleConfig } from '../schedules/config.ts';
 
 export type { AnonymiseStrategy, PersonalDataLocation } from '../erase/map.ts';
 export type { RetentionPolicy } from '../cleanup/policies.ts';
+export type { ScheduleConfig } from '../schedules/config.ts';
 
 export interface TenantOverride {
   /** Name of the environment variable holding this tenant's PostgreSQL URL (its own cluster). */
@@ -36,6 +38,8 @@ export interface DbfleetConfig {
   /** What cleanup jobs delete, and how (src/cleanup/policies.ts). */
   retention?: RetentionPolicy[];
   validation?: ValidationRule[];
+  /** Jobs run on a cron pattern per tenant, reconciled into BullMQ job schedulers (src/schedules/). */
+  schedules?: ScheduleConfig[];
   /** Row schemas for load-fixtures, by name. An object schema: its keys are the PostgreSQL columns. */
   fixtures?: Record<string, z.ZodObject>;
 }
@@ -64,7 +68,12 @@ function targetProblems(config: DbfleetConfig): string[] {
     if (isReservedName(name)) return [`${where}: ${name} is reserved for the fleet's own records`];
     return [];
   });
-  return [...mapProblems(config.personalData ?? []), ...policyProblems(config.retention ?? []), ...named];
+  return [
+    ...mapProblems(config.personalData ?? []),
+    ...policyProblems(config.retention ?? []),
+    ...scheduleProblems(config.schedules ?? []),
+    ...named,
+  ];
 }
 
 /** Loads the config module: the path given, else `dbfleet.config.ts` in the working folder, else empty. */

@@ -29,6 +29,12 @@ export interface JobEnvelope<P = unknown> {
   redacted?: true;
   /** Set once a job has added its child jobs (fan-out), so that its second run does not add them again. */
   fannedOut?: boolean;
+  /**
+   * In a job scheduler's template (src/schedules/), so in each of its runs: the schedule that made
+   * the run, and a digest of the scheduler's definition (what a sync compares to decide whether the
+   * scheduler needs upserting). A template carries no runId: every run gets its own (runIdOf).
+   */
+  scheduled?: { schedule: string; definition: string };
 }
 
 /** Nesting deeper than this is refused before anything walks the payload recursively. */
@@ -83,15 +89,50 @@ export function buildJob<N extends JobName>(
 }
 
 /**
- * The run identity of a job: the one minted at enqueue, or for a job queued by an older producer the
- * key its checkpoints were written under then (`prefix:jobId`), so that it still resumes.
+ * The run identity of a job: the one minted at enqueue; for a run of a job scheduler, one derived
+ * from its job id (see scheduledRunId); for a job queued by an older producer the key its
+ * checkpoints were written under then (`prefix:jobId`), so that it still resumes.
+ *
+ * `schedulerId` is BullMQ's `job.repeatJobKey`, set on every job a scheduler makes.
  */
-export function runIdOf(data: JobEnvelope | undefined, prefix: string, jobId: string): string {
+export function runIdOf(
+  data: JobEnvelope | undefined,
+  prefix: string,
+  jobId: string,
+  schedulerId?: string,
+): string {
+  // Before the envelope's own: a template's data is the same for every run, so a run id in it
+  // would name every run alike.
+  if (schedulerId !== undefined && isScheduledRunId(jobId, schedulerId)) return scheduledRunId(prefix, jobId);
   const runId = data?.runId;
   if (runId === undefined) return legacyRunId(prefix, jobId);
   if (typeof runId !== 'string' || !RUN_ID.test(runId))
     throw new ValidationError('job envelope', ['runId: must be a UUID']);
   return runId;
+}
+
+/** BullMQ names a scheduler's run `repeat:<scheduler id>:<its scheduled time in ms>`. */
+function isScheduledRunId(jobId: string, schedulerId: string): boolean {
+  const head = `repeat:${schedulerId}:`;
+  return jobId.startsWith(head) && /^\d{1,16}$/.test(jobId.slice(head.length));
+}
+
+/** A fixed namespace, so that scheduled run ids are dbfleet's own (RFC 9562 name-based UUIDs). */
+const SCHEDULED_RUN_NAMESPACE = Buffer.from('1d8c0f3e6a2b4f5c9e7d2a4b6c8e0f13', 'hex');
+
+/**
+ * A scheduled run's id: a version-5 (SHA-1, name-based) UUID of the prefix and the job id, which
+ * BullMQ makes from the scheduler and the run's scheduled time. The same for every delivery and
+ * retry of that run, so it resumes from its checkpoint; different for every other run: the next
+ * run has a later time, and another deployment (prefix) or scheduler another name. Unlike a plain
+ * job id it does not start over if Redis loses its data, since the time goes on.
+ */
+export function scheduledRunId(prefix: string, jobId: string): string {
+  const h = createHash('sha1').update(SCHEDULED_RUN_NAMESPACE).update(`${prefix}\n${jobId}`).digest();
+  h[6] = (h[6]! & 0x0f) | 0x50;
+  h[8] = (h[8]! & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }
 
 function legacyRunId(prefix: string, jobId: string): string {
@@ -125,7 +166,28 @@ export function tenantOf(payload: unknown): string {
 }
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
-const ENVELOPE_KEYS = new Set(['v', 'payload', 'runId', 'requestedBy', 'digest', 'fannedOut', 'redacted']);
+const ENVELOPE_KEYS = new Set([
+  'v',
+  'payload',
+  'runId',
+  'requestedBy',
+  'digest',
+  'fannedOut',
+  'redacted',
+  'scheduled',
+]);
+
+function isScheduleMark(value: unknown): boolean {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+  const { schedule, definition, ...rest } = value as Record<string, unknown>;
+  return (
+    Object.keys(rest).length === 0 &&
+    typeof schedule === 'string' &&
+    /^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schedule) &&
+    typeof definition === 'string' &&
+    /^[0-9a-f]{64}$/.test(definition)
+  );
+}
 
 /** Each envelope field's rule and what to say when it is broken (the run id: runIdOf). */
 const ENVELOPE_RULES: readonly [(e: Record<string, unknown>) => boolean, string][] = [
@@ -141,6 +203,10 @@ const ENVELOPE_RULES: readonly [(e: Record<string, unknown>) => boolean, string]
   ],
   [(e) => e.fannedOut === undefined || typeof e.fannedOut === 'boolean', 'fannedOut: must be a boolean'],
   [(e) => e.redacted === undefined || e.redacted === true, 'redacted: must be true'],
+  [
+    (e) => e.scheduled === undefined || isScheduleMark(e.scheduled),
+    'scheduled: must be { schedule: <identifier>, definition: <64 hex digits> }',
+  ],
 ];
 
 /**

@@ -7,6 +7,7 @@ import { catalog, type JobName } from '../../queues/index.ts';
 import { classifyError, PermanentError, TransientError } from '../errors.ts';
 import {
   checkEnvelope,
+  isLegacyRunId,
   parsePayload,
   payloadDigest,
   runIdOf,
@@ -76,12 +77,13 @@ export async function processJob(
   let runId = '';
   try {
     checkEnvelope(job.data);
-    runId = runIdOf(job.data, deps.prefix, job.id!);
+    // A job scheduler's run (repeatJobKey set) gets a run id of its own, derived from its job id.
+    runId = runIdOf(job.data, deps.prefix, job.id!, job.repeatJobKey);
   } catch (err) {
     envelopeError = err;
   }
   // Jobs queued before run ids get none in the audit log, like their earlier events.
-  event.runId = runId && typeof job.data?.runId === 'string' ? runId : undefined;
+  event.runId = runId && !isLegacyRunId(runId) ? runId : undefined;
   const ctx = new AttemptContext(deps, type, tenant, job, token, running, opts.sources, runId);
   try {
     if (envelopeError) throw envelopeError;

@@ -15,6 +15,7 @@ import type { AnyHandler } from './handler.ts';
 import { InFlight } from './in-flight.ts';
 import { sourceTemplates, type SourceTemplates } from '../storage/tenant-scope.ts';
 import { longRunningAudit, processJob } from './process-job.ts';
+import { repeatStrategy } from '../schedules/strategy.ts';
 
 const FINAL_DRAIN_MS = 5_000;
 
@@ -122,6 +123,8 @@ export function startWorker(deps: FleetDeps, options: WorkerOptions): FleetWorke
         ...lockTimings(deps.env.DBFLEET_LOCK_DURATION_MS),
         // A job taken over after a crash resumes from its checkpoint, so a few stalls are harmless.
         maxStalledCount: 5,
+        // A worker taking a scheduler's run computes the next one: the same rule as the sync's.
+        settings: { repeatStrategy },
       },
     );
     worker.on('error', (err) => deps.log.error({ err, queue: type }, 'worker error'));
