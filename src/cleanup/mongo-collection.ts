@@ -94,7 +94,6 @@ export async function cleanCollection(
   if (p.done) return p.outcome;
   const match = matchOf(r, s.cutoff);
   const batchPace = pace(r.policy.batch);
-  const idsOf = (docs: Document[]) => docs.map((d) => d._id as unknown);
   for (;;) {
     s.throwIfInterrupted();
     if (p.pending) {
@@ -106,11 +105,10 @@ export async function cleanCollection(
           { ...match, ...byId({ $gte: parseId(from), $lte: parseId(upTo) }) },
           archive ? {} : { projection: { _id: 1 } },
         )
+        .hint({ _id: 1 })
         .toArray();
       const archived = archive ? await archiveBatch(archive, seq, left, true) : 0;
-      const { deletedCount } = left.length
-        ? await r.collection.deleteMany({ ...match, ...byId({ $in: idsOf(left) }) })
-        : { deletedCount: 0 };
+      const deletedCount = await deleteEach(r, match, left);
       finishBatch(p, upTo, found, Math.max(found, deletedCount), archived, performance.now() - started);
       await save(p);
       continue;
@@ -123,6 +121,10 @@ export async function cleanCollection(
         archive ? {} : { projection: { _id: 1 } },
       )
       .sort({ _id: 1 })
+      // FerretDB, left to itself, planned a bitmap scan of every `_id` past the position, then a
+      // sort: 2.2 s a batch in 2M documents; walking the `_id` index in order and stopping at the
+      // limit, 10 ms.
+      .hint({ _id: 1 })
       .limit(size)
       .toArray();
     if (found.length === 0) {
@@ -149,10 +151,7 @@ export async function cleanCollection(
     await save(p);
     const archived = archive ? await archiveBatch(archive, seq, docs, false) : 0;
     // Exactly the documents read (and archived), if they still match: never one made old since.
-    const { deletedCount } = await r.collection.deleteMany({
-      ...match,
-      ...byId({ $gte: docs[0]!._id, $lte: docs.at(-1)!._id, $in: idsOf(docs) }),
-    });
+    const deletedCount = await deleteEach(r, match, docs);
     const ms = performance.now() - started;
     finishBatch(p, upTo, docs.length, deletedCount, archived, ms);
     await save(p);
@@ -160,6 +159,20 @@ export async function cleanCollection(
     batchPace.took(ms, found.length);
     await rest(batchPace.pauseMs, s.signal);
   }
+}
+
+/**
+ * Deletes these documents if they still match, one `deleteOne` by `_id` each in one unordered bulk
+ * write: FerretDB serves a delete by `_id` through its index, where a deleteMany by an `_id` range or
+ * `$in` scanned the whole collection (1.25 s a batch in 2M documents, whatever its size).
+ */
+async function deleteEach(r: ResolvedCollection, match: Filter<Document>, docs: Document[]): Promise<number> {
+  if (docs.length === 0) return 0;
+  const { deletedCount } = await r.collection.bulkWrite(
+    docs.map((doc) => ({ deleteOne: { filter: { ...match, ...byId({ $eq: doc._id }) } } })),
+    { ordered: false },
+  );
+  return deletedCount;
 }
 
 /** A condition on `_id`s of any BSON type (the driver's types assume ObjectIds). */

@@ -271,11 +271,17 @@ async function deleteCandidates(
   const n = values.length;
   const names = r.keys.map((k) => quoteIdent(k.name));
   if (!oneByOne) {
+    // Bounded by the keys' range (one range scan of the primary key), exactly those keys within it.
     const columns = r.keys.map((k, i) => `$${n + 1 + i}::${k.type}[]`).join(', ');
+    const bound = (i: number) => r.keys.map((k, j) => `$${n + 1 + r.keys.length * (1 + i) + j}::${k.type}`);
+    const range =
+      names.length === 1
+        ? `t.${names[0]} >= ${bound(0)[0]} AND t.${names[0]} <= ${bound(1)[0]}`
+        : `(${names.map((k) => `t.${k}`).join(', ')}) >= (${bound(0).join(', ')}) AND (${names.map((k) => `t.${k}`).join(', ')}) <= (${bound(1).join(', ')})`;
     const { rowCount } = await client.query(
       `DELETE FROM ${r.table} t USING unnest(${columns}) AS b(${names.join(', ')})
-        WHERE ${names.map((k) => `t.${k} = b.${k}`).join(' AND ')} AND ${r.condition}`,
-      [...values, ...r.keys.map((_, i) => keys.map((key) => key[i]))],
+        WHERE ${range} AND ${names.map((k) => `t.${k} = b.${k}`).join(' AND ')} AND ${r.condition}`,
+      [...values, ...r.keys.map((_, i) => keys.map((key) => key[i])), ...keys[0]!, ...keys.at(-1)!],
     );
     batch.deleted = rowCount ?? 0;
     return batch;
@@ -309,6 +315,11 @@ function walkCondition(r: ResolvedTable): string {
  * One batch in one statement: the next `size` keys past the walk's position among matching rows,
  * those rows deleted (the condition checked again on each), and the batch's last key. Parameters:
  * the cutoff and `where` values, whether there is a position, the position's key values, the size.
+ *
+ * The rows are deleted by the batch's key range (past the position, up to its last key), read in the
+ * same snapshot, so the range holds exactly the batch's rows: one range scan of the primary key.
+ * Joined to the batch's keys instead, the delete was an index probe per row, and from about 10,000
+ * rows a hash join over a scan of the whole table (0.49 s for 20,000 rows in 2M, against 0.04 s).
  */
 function batchStatement(r: ResolvedTable): string {
   const keys = r.keys.map((k) => quoteIdent(k.name));
@@ -317,14 +328,27 @@ function batchStatement(r: ResolvedTable): string {
       SELECT ${keys.map((k) => `t.${k}`).join(', ')} FROM ${r.table} t
        WHERE ${walkCondition(r)} AND ${r.condition}
        ORDER BY ${keys.join(', ')} LIMIT ${size}),
+    last AS (
+      SELECT ${keys.join(', ')} FROM batch ORDER BY ${keys.map((k) => `${k} DESC`).join(', ')} LIMIT 1),
     gone AS (
-      DELETE FROM ${r.table} t USING batch b
-       WHERE ${keys.map((k) => `t.${k} = b.${k}`).join(' AND ')} AND ${r.condition}
+      DELETE FROM ${r.table} t
+       WHERE ${walkCondition(r)} AND ${upToLast(r)} AND ${r.condition}
        RETURNING 1)
     SELECT (SELECT count(*) FROM batch)::int AS matched,
            (SELECT count(*) FROM gone)::int AS deleted,
-           (SELECT ARRAY[${keys.map((k) => `${k}::text`).join(', ')}] FROM batch
-             ORDER BY ${keys.map((k) => `${k} DESC`).join(', ')} LIMIT 1) AS last`;
+           (SELECT ARRAY[${keys.map((k) => `${k}::text`).join(', ')}] FROM last) AS last`;
+}
+
+/**
+ * Up to the last key of the CTE `last`, each key column as a scalar subquery: a row comparison with
+ * those is an index condition, where one with a row subquery is not.
+ */
+function upToLast(r: ResolvedTable): string {
+  const keys = r.keys.map((k) => quoteIdent(k.name));
+  const last = keys.map((k) => `(SELECT ${k} FROM last)`);
+  return keys.length === 1
+    ? `t.${keys[0]} <= ${last[0]}`
+    : `(${keys.map((k) => `t.${k}`).join(', ')}) <= (${last.join(', ')})`;
 }
 
 async function loadCheckpoint(
