@@ -11,10 +11,14 @@
  *       unordered insertMany of the same documents, same batches (bench/mongo-load.ts);
  *   (g) backup and restore of one tenant (`--rows` rows, `--docs` documents) against pg_dump,
  *       pg_restore, mongodump and mongorestore, and the worker's peak RSS (bench/backup.ts);
- *       `--only backup-memory` runs only its memory part, for large sizes.
+ *       `--only backup-memory` runs only its memory part, for large sizes;
+ *   (i) the cleanup job on a table (a collection) of `--rows` (`--docs`) expired and as many live rows
+ *       while a writer updates live rows, against one DELETE (deleteMany) of the same rows
+ *       (bench/cleanup.ts); `--only cleanup-postgres` or `cleanup-mongo` runs one store.
  *
  *   eval "$(scripts/services.sh env)" && npm run bench -- [--jobs 60000] [--rows 1000000] [--concurrency 50]
- *     [--only noop,load,mongo,backup,erase] [--docs 1000000] [--users 1000000 --events 10000000 --subjects 1000]
+ *     [--only noop,load,mongo,backup,erase,cleanup] [--docs 1000000] [--users 1000000 --events 10000000 --subjects 1000]
+ *     [--baseline 10 --sides fleet,fleet-alone,fleet-mixed,delete,delete-writer,delete-mixed --target-ms 50]
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
@@ -26,6 +30,7 @@ import { addTenant } from '../src/control/provision.ts';
 import { closeDeps, forgetPrefix, type FleetDeps } from '../src/runtime/deps.ts';
 import { generateFile } from '../demo/generate.ts';
 import { backupBench } from './backup.ts';
+import { CLEANUP_SIDES, cleanupBench, type CleanupSide } from './cleanup.ts';
 import { eraseBench } from './erase.ts';
 import { forgetBenchTenant, median, newDeps, psql, settle } from './common.ts';
 import { mongoLoadVersusInsertMany } from './mongo-load.ts';
@@ -37,19 +42,24 @@ const { values: args } = parseArgs({
     jobs: { type: 'string', default: '60000' },
     rows: { type: 'string', default: '1000000' },
     concurrency: { type: 'string', default: '50' },
-    repeat: { type: 'string', default: '5' },
+    repeat: { type: 'string' }, // 5, or 1 for (i) (each of its rounds builds its tables again)
     only: { type: 'string', default: 'noop,load,mongo' }, // some of them, while iterating on one
     docs: { type: 'string' }, // (g)'s MongoDB documents; --rows by default
     users: { type: 'string', default: '1000000' }, // (h)'s tenant
     events: { type: 'string', default: '10000000' },
     subjects: { type: 'string', default: '1000' },
+    baseline: { type: 'string', default: '10' }, // (i): seconds of the writer alone before each side
+    'target-ms': { type: 'string' }, // (i): the policies' batch.targetMs (default 50)
+    sides: { type: 'string', default: CLEANUP_SIDES.join(',') }, // (i)
   },
 });
 const JOBS = Number(args.jobs);
 const ROWS = Number(args.rows);
 const DOCS = Number(args.docs ?? args.rows);
 const CONCURRENCY = Number(args.concurrency);
-const REPEAT = Number(args.repeat);
+const REPEAT = Number(args.repeat ?? 5);
+const SIDES = args.sides.split(',') as CleanupSide[];
+for (const s of SIDES) if (!CLEANUP_SIDES.includes(s)) throw new Error(`--sides: no side ${s}`);
 const run = randomBytes(3).toString('hex');
 const PARTS = new Set(args.only.split(','));
 
@@ -243,7 +253,31 @@ async function main() {
           tag: run,
         })
       : undefined;
-    const results = { at: new Date().toISOString(), node: process.version, noop, load, mongo, backup, erase };
+    const cleanupStores = (['postgres', 'mongo'] as const).filter(
+      (s) => PARTS.has('cleanup') || PARTS.has(`cleanup-${s}`),
+    );
+    const cleanup = cleanupStores.length
+      ? await cleanupBench({
+          rows: ROWS,
+          docs: DOCS,
+          repeat: Number(args.repeat ?? 1),
+          stores: cleanupStores,
+          sides: SIDES,
+          baselineSeconds: Number(args.baseline),
+          targetMs: args['target-ms'] === undefined ? undefined : Number(args['target-ms']),
+          tag: run,
+        })
+      : undefined;
+    const results = {
+      at: new Date().toISOString(),
+      node: process.version,
+      noop,
+      load,
+      mongo,
+      backup,
+      erase,
+      cleanup,
+    };
     await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
     await writeFile(
       path.join(ROOT, `bench/results/${results.at.slice(0, 19).replace(/:/g, '')}.json`),
