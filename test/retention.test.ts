@@ -2,12 +2,11 @@
 import { describe, expect } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { Long, ObjectId } from 'mongodb';
-import { AuditDrain } from '../src/control/audit-drain.ts';
 import { BatchArchive, archivePrefix, readArchive } from '../src/cleanup/archive.ts';
 import { cleanCollection, resolveCollection, type MongoProgress } from '../src/cleanup/mongo-collection.ts';
 import { defineConfig } from '../src/config/define.ts';
 import type { RetentionPolicy } from '../src/config/define.ts';
-import { test } from './support/fixtures.ts';
+import { failedAttempts, test } from './support/fixtures.ts';
 import { createEvents, digests, events, expired } from './support/retention.ts';
 
 const N = 3_000;
@@ -118,13 +117,7 @@ describe.each(['postgres', 'mongo'] as const)('retention on %s', (store) => {
         `${store} no_such_events (policy missing): no such ${store === 'postgres' ? 'table' : 'collection'}`,
       );
       expect(await digests(tenant, store, 'other_events')).toEqual(before);
-      await deps.audit.flushed();
-      await new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log).drainAll();
-      const audit = await deps.control.pool.query(
-        `SELECT attempt, error_code FROM dbfleet.job_events WHERE prefix = $1 AND status = 'failed'`,
-        [deps.prefix],
-      );
-      expect(audit.rows).toEqual([{ attempt: 1, error_code: 'policy_mismatch' }]);
+      expect(await failedAttempts(deps)).toEqual([{ attempt: 1, error_code: 'policy_mismatch' }]);
     });
   });
 });

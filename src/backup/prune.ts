@@ -7,6 +7,15 @@ import type { ObjectStore } from '../storage/object-store.ts';
 import type { BackupCatalog, BackupRow } from './catalog.ts';
 import { planRetention, type PlannedBackup, type RetentionRules } from './retention.ts';
 
+/** The plan's rules as a backups retention policy gives them. */
+export function rulesOf(policy: {
+  keep: Pick<RetentionRules, 'daily' | 'weekly' | 'monthly' | 'yearly'>;
+  incompleteGraceHours?: number | undefined;
+  timeZone?: string | undefined;
+}): RetentionRules {
+  return { ...policy.keep, incompleteGraceHours: policy.incompleteGraceHours, timeZone: policy.timeZone };
+}
+
 export interface PrunePlan {
   row: BackupRow;
   plan: PlannedBackup;

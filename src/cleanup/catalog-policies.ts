@@ -5,12 +5,12 @@
  */
 import type pg from 'pg';
 import { BackupCatalog } from '../backup/catalog.ts';
-import { deleteBackup, planPrune } from '../backup/prune.ts';
+import { deleteBackup, planPrune, rulesOf } from '../backup/prune.ts';
 import { deleteExport } from '../erase/export-expire.ts';
 import { ExportRecords } from '../erase/export-records.ts';
 import type { Logger } from '../logger.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
-import type { PolicyOutcome } from './outcome.ts';
+import { timeSpan, type PolicyOutcome } from './outcome.ts';
 import type { RetentionPolicy } from './policies.ts';
 
 export interface CatalogScope {
@@ -33,11 +33,6 @@ export interface CatalogScope {
 const storeOf = (c: CatalogScope, destination: 's3' | 'local') =>
   destination === 'local' ? c.localObjects : c.objects;
 
-function span(times: Date[]): { oldest: string | null; newest: string | null } {
-  const sorted = times.map((t) => t.toISOString()).sort();
-  return { oldest: sorted[0] ?? null, newest: sorted.at(-1) ?? null };
-}
-
 export async function expiredExports(c: CatalogScope, name: string): Promise<PolicyOutcome> {
   const records = new ExportRecords(c.control, c.prefix);
   const rows = await records.expired(c.now, c.tenant);
@@ -51,7 +46,7 @@ export async function expiredExports(c: CatalogScope, name: string): Promise<Pol
     batches: 0,
     longestBatchMs: 0,
   };
-  if (c.dryRun) return { ...outcome, ...span(rows.map((r) => r.expires_at)) };
+  if (c.dryRun) return { ...outcome, ...timeSpan(rows.map((r) => r.expires_at)) };
   for (const row of rows) {
     c.throwIfInterrupted();
     const started = performance.now();
@@ -76,8 +71,9 @@ export async function pruneBackups(
   p: Extract<RetentionPolicy, { store: 'backups' }>,
 ): Promise<PolicyOutcome> {
   const catalog = new BackupCatalog(c.control, c.prefix);
-  const rules = { ...p.keep, incompleteGraceHours: p.incompleteGraceHours, timeZone: p.timeZone };
-  const plan = (await planPrune(catalog, c.tenant, rules, c.now)).filter((x) => x.row.state !== 'deleted');
+  const plan = (await planPrune(catalog, c.tenant, rulesOf(p), c.now)).filter(
+    (x) => x.row.state !== 'deleted',
+  );
   const doomed = plan.filter((x) => !x.plan.keep);
   const outcome: PolicyOutcome = {
     name: p.name,
@@ -90,7 +86,7 @@ export async function pruneBackups(
     longestBatchMs: 0,
     kept: plan.length - doomed.length,
   };
-  if (c.dryRun) return { ...outcome, ...span(doomed.map((x) => x.row.started_at)) };
+  if (c.dryRun) return { ...outcome, ...timeSpan(doomed.map((x) => x.row.started_at)) };
   for (const { row } of doomed) {
     c.throwIfInterrupted();
     const started = performance.now();

@@ -6,7 +6,7 @@
  */
 import type { ObjectStore } from '../storage/object-store.ts';
 import { archivePrefix } from './archive.ts';
-import { emptyOutcome, type PolicyOutcome, type RunScope } from './outcome.ts';
+import { emptyOutcome, timeSpan, type PolicyOutcome, type RunScope } from './outcome.ts';
 import type { RetentionPolicy } from './policies.ts';
 
 type ObjectPolicy = Extract<RetentionPolicy, { store: 'objects' }>;
@@ -34,15 +34,10 @@ export async function surveyObjects(
   policy: ObjectPolicy,
   s: RunScope,
 ): Promise<PolicyOutcome> {
-  const out = emptyOutcome(policy.name, 'objects', true);
-  let oldest: Date | undefined;
-  let newest: Date | undefined;
-  for await (const o of oldObjects(store, tenantPrefix(policy, s.tenant), s.cutoff)) {
-    out.matched++;
-    if (!oldest || o.lastModified! < oldest) oldest = o.lastModified;
-    if (!newest || o.lastModified! > newest) newest = o.lastModified;
-  }
-  return { ...out, oldest: oldest?.toISOString() ?? null, newest: newest?.toISOString() ?? null };
+  const times: Date[] = [];
+  for await (const o of oldObjects(store, tenantPrefix(policy, s.tenant), s.cutoff))
+    times.push(o.lastModified!);
+  return { ...emptyOutcome(policy.name, 'objects', true), matched: times.length, ...timeSpan(times) };
 }
 
 export async function cleanObjects(
@@ -106,20 +101,14 @@ export async function cleanArchives(
 ): Promise<PolicyOutcome> {
   const root = archivePrefix(s.tenant);
   const old: string[] = [];
-  const oldest: Date[] = [];
+  const written: Date[] = [];
   for await (const o of store.list(root))
     if (o.key.endsWith('/key.json') && o.lastModified && o.lastModified < s.cutoff) {
       old.push(o.key.slice(0, -'key.json'.length));
-      oldest.push(o.lastModified);
+      written.push(o.lastModified);
     }
   if (s.dryRun) {
-    const times = oldest.map((t) => t.toISOString()).sort();
-    return {
-      ...emptyOutcome(name, 'archives', true),
-      matched: old.length,
-      oldest: times[0] ?? null,
-      newest: times.at(-1) ?? null,
-    };
+    return { ...emptyOutcome(name, 'archives', true), matched: old.length, ...timeSpan(written) };
   }
   const p: ObjectProgress = saved ?? { outcome: emptyOutcome(name, 'archives', false), done: false };
   if (p.done) return p.outcome;

@@ -23,6 +23,12 @@ export interface PolicyOutcome {
   kept?: number;
 }
 
+/** A dry run's oldest and newest among these times (ISO 8601), null when there are none. */
+export function timeSpan(times: readonly Date[]): { oldest: string | null; newest: string | null } {
+  const sorted = times.map((t) => t.toISOString()).sort();
+  return { oldest: sorted[0] ?? null, newest: sorted.at(-1) ?? null };
+}
+
 export function emptyOutcome(name: string, store: PolicyOutcome['store'], dryRun: boolean): PolicyOutcome {
   return { name, store, dryRun, matched: 0, deleted: 0, archived: 0, batches: 0, longestBatchMs: 0 };
 }

@@ -201,8 +201,7 @@ export async function runCleanup(req: CleanupRequest, d: CleanupDeps): Promise<P
         break;
       }
     }
-    outcome = { ...outcome, cutoff: s.cutoff.toISOString() };
-    if (p.store === 'exports' || p.store === 'backups') delete outcome.cutoff;
+    if ('olderThanDays' in p) outcome = { ...outcome, cutoff: s.cutoff.toISOString() };
     outcomes.push(outcome);
     cp.done.push(outcome);
     await d.checkpoint.set(cp);

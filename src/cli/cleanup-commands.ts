@@ -79,11 +79,11 @@ export function registerCleanupCommands(program: Command, int: (v: string) => nu
           return;
         }
         const { BackupCatalog } = await import('../backup/catalog.ts');
-        const { planPrune } = await import('../backup/prune.ts');
+        const { planPrune, rulesOf } = await import('../backup/prune.ts');
         const plan = await planPrune(
           new BackupCatalog(deps.control.pool, deps.prefix),
           tenant,
-          { ...policy.keep, incompleteGraceHours: policy.incompleteGraceHours, timeZone: policy.timeZone },
+          rulesOf(policy),
           new Date(),
         );
         print(

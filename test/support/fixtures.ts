@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { AuditDrain } from '../../src/control/audit-drain.ts';
 import { randomBytes } from 'node:crypto';
 import { test as base } from 'vitest';
 import demoConfig from '../../dbfleet.config.ts';
@@ -212,6 +213,17 @@ async function forgetTestTenant(deps: FleetDeps, id: string): Promise<void> {
   await dropTenantData(stores);
   for await (const o of deps.objects.list(`backups/${id}/`)) await deps.objects.delete(o.key);
   await deps.control.forgetTenant(id);
+}
+
+/** The deployment's failed attempts as the audit log holds them, once every event has been drained. */
+export async function failedAttempts(deps: FleetDeps): Promise<{ attempt: number; error_code: string }[]> {
+  await deps.audit.flushed();
+  await new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log).drainAll();
+  const { rows } = await deps.control.pool.query<{ attempt: number; error_code: string }>(
+    `SELECT attempt, error_code FROM dbfleet.job_events WHERE prefix = $1 AND status = 'failed'`,
+    [deps.prefix],
+  );
+  return rows;
 }
 
 /** Polls `probe` until it returns a truthy value or `timeoutMs` passes. */
