@@ -7,7 +7,7 @@ import { cleanCollection, resolveCollection, type MongoProgress } from '../src/c
 import { defineConfig } from '../src/config/define.ts';
 import type { RetentionPolicy } from '../src/config/define.ts';
 import { failedAttempts, test } from './support/fixtures.ts';
-import { createEvents, digests, events, expired } from './support/retention.ts';
+import { createEvents, digests, events, expired, indexTime } from './support/retention.ts';
 
 const N = 3_000;
 const policy = (store: 'postgres' | 'mongo', extra: Partial<RetentionPolicy> = {}): RetentionPolicy =>
@@ -22,7 +22,11 @@ const policy = (store: 'postgres' | 'mongo', extra: Partial<RetentionPolicy> = {
     ...extra,
   }) as RetentionPolicy;
 
-describe.each(['postgres', 'mongo'] as const)('retention on %s', (store) => {
+describe.each([
+  { store: 'postgres', walk: 'key' },
+  { store: 'mongo', walk: 'key' },
+  { store: 'mongo', walk: 'time' },
+] as const)('retention on $store, walked by $walk', ({ store, walk }) => {
   test.override({ config: defineConfig({ retention: [policy(store)] }) });
 
   test('a dry run counts what a real run then deletes, and changes nothing; the real run takes exactly the expired rows', async ({
@@ -35,6 +39,7 @@ describe.each(['postgres', 'mongo'] as const)('retention on %s', (store) => {
     await createEvents(tenant, store, rows);
     const bystander = await spareTenant();
     await createEvents(bystander, store, rows);
+    if (walk === 'time') for (const t of [tenant, bystander]) await indexTime(t);
     const before = await digests(tenant, store);
     const doomed = expired(rows, 7, ['a', 'b']);
     expect(doomed.length).toBeGreaterThan(1_000);

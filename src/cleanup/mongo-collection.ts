@@ -1,37 +1,41 @@
 /**
  * Retention on a MongoDB collection: documents whose time field is a date older than the cutoff (and
- * that match the policy's `where`) are deleted in batches walked by `_id`, each sized toward a target
- * duration. Without transactions (FerretDB has none) a batch cannot commit with its checkpoint, so the
- * checkpoint is written before the delete, naming the batch (its `_id` range and how many it found).
- * A batch deletes exactly the documents it read (and archived), if they still match; a retry that
- * finds a batch pending deletes what of its range still matches and counts the larger of what it
- * found and what it deletes, which is exact unless something else deletes the same documents
- * meanwhile.
+ * that match the policy's `where`) are deleted in batches, each sized toward a target duration.
+ *
+ * Two walks, chosen when a run starts and kept through its retries:
+ * - **by time**, where the time field leads an index (as a TTL index needs) and nothing is archived:
+ *   each batch is a range of times, found through that index and deleted with one `deleteMany` on the
+ *   same range; documents sharing one instant stay in one batch, and an instant holding more than a
+ *   batch is walked by `_id` among its documents.
+ * - **by `_id`** otherwise: each batch the next documents in `_id` order, deleted one by one by `_id`
+ *   (exactly the documents read, and archived, if they still match).
  *
  * Only dates match: a time held as a string or a number is not a date to MongoDB (the same rule as TTL
- * indexes). A range bound compares within one BSON type, so each batch holds `_id`s of one type, and
- * the walk starts over from the first matching document until none is left.
+ * indexes). Without transactions (FerretDB has none) a batch cannot commit with its checkpoint, so the
+ * checkpoint is written before the delete, naming the batch (its range and how many it found); a retry
+ * that finds a batch pending deletes what of its range still matches and counts the larger of what it
+ * found and what it deletes, which is exact unless something else deletes the same documents meanwhile.
+ * A walk that reaches its end starts over until it finds nothing: documents made old meanwhile behind
+ * its position, and (by `_id`) documents whose `_id` is of another BSON type, are found that way.
  */
-import { BSON, type Collection, type Db, type Document, type Filter } from 'mongodb';
+import type { Collection, Db, Document, Filter, IndexDescription } from 'mongodb';
 import { PermanentError } from '../errors.ts';
 import { collectionExists } from '../stores/mongo.ts';
 import type { BatchArchive } from './archive.ts';
+import { idStep, timeStep, type IdWalk, type TimeWalk, type Walker } from './mongo-walks.ts';
 import { emptyOutcome, type PolicyOutcome, type RunScope } from './outcome.ts';
 import { pace, rest } from './pace.ts';
 import type { DataPolicy } from './policies.ts';
 
-const { EJSON } = BSON;
-
 type MongoPolicy = DataPolicy & { store: 'mongo' };
-
-/** Walks of the collection, one per `_id` type at least; a bound against documents made old without end. */
-const MAX_WALKS = 32;
 
 export interface ResolvedCollection {
   policy: MongoPolicy;
   collection: Collection;
   /** The match, without the time bound (set per run). */
   where: Filter<Document>;
+  /** An index led by the time field, by name: the walk by time goes through it. */
+  timeIndex: string | undefined;
 }
 
 export async function resolveCollection(db: Db, policy: MongoPolicy): Promise<ResolvedCollection> {
@@ -44,10 +48,24 @@ export async function resolveCollection(db: Db, policy: MongoPolicy): Promise<Re
   // Values only ever as $eq / $in operands: a value can never become an operator.
   for (const [field, value] of Object.entries(policy.where ?? {}))
     where[field] = Array.isArray(value) ? { $in: value } : { $eq: value };
-  return { policy, collection: db.collection(policy.target), where };
+  const collection = db.collection(policy.target);
+  const indexes = (await collection.listIndexes().toArray()) as IndexDescription[];
+  return { policy, collection, where, timeIndex: indexes.find((i) => leadsWith(i, policy.timeField))?.name };
 }
 
-const matchOf = (r: ResolvedCollection, cutoff: Date): Filter<Document> => ({
+/** An ordinary ascending or descending index whose first key is the field, holding every document. */
+function leadsWith(index: IndexDescription & { hidden?: boolean }, field: string): boolean {
+  const [first] = Object.entries(index.key);
+  return (
+    first?.[0] === field &&
+    (first[1] === 1 || first[1] === -1) &&
+    !index.partialFilterExpression &&
+    !index.hidden &&
+    !!index.name
+  );
+}
+
+export const matchOf = (r: ResolvedCollection, cutoff: Date): Filter<Document> => ({
   ...r.where,
   [r.policy.timeField]: { $lt: cutoff },
 });
@@ -68,14 +86,14 @@ export async function surveyCollection(r: ResolvedCollection, s: RunScope): Prom
   };
 }
 
-/** Where a policy's walk stands, in the run's checkpoint. `_id`s as canonical Extended JSON. */
-export interface MongoProgress {
+/**
+ * Where a policy's walk stands, in the run's checkpoint. The walk by `_id` keeps its fields at the
+ * top level (as checkpoints written before the walk by time have them); `byTime` marks the other.
+ */
+export interface MongoProgress extends IdWalk {
   outcome: PolicyOutcome;
-  walks: number;
-  after: string | null;
-  /** A batch (its first and last `_id`, of one BSON type) whose delete may or may not have happened. */
-  pending?: { from: string; upTo: string; found: number; seq: number };
   done: boolean;
+  byTime?: TimeWalk;
 }
 
 export async function cleanCollection(
@@ -90,153 +108,34 @@ export async function cleanCollection(
     walks: 1,
     after: null,
     done: false,
+    ...(r.timeIndex && !archive ? { byTime: { walks: 1, since: null } } : {}),
   };
   if (p.done) return p.outcome;
-  const match = matchOf(r, s.cutoff);
-  const batchPace = pace(r.policy.batch);
+  if (!saved)
+    s.log.info(
+      { policy: r.policy.name, walk: p.byTime ? 'time' : '_id' },
+      p.byTime ? 'cleanup walks the time index' : 'cleanup walks _id',
+    );
+  const w: Walker = {
+    r,
+    s,
+    pace: pace(r.policy.batch),
+    match: matchOf(r, s.cutoff),
+    outcome: () => p.outcome,
+    count: (o) => (p.outcome = o),
+    save: () => save(p),
+  };
   for (;;) {
     s.throwIfInterrupted();
-    if (p.pending) {
-      // The batch a crash interrupted: what of it still matches is archived and deleted now.
-      const { from, upTo, found, seq } = p.pending;
-      const started = performance.now();
-      const left = await r.collection
-        .find(
-          { ...match, ...byId({ $gte: parseId(from), $lte: parseId(upTo) }) },
-          archive ? {} : { projection: { _id: 1 } },
-        )
-        .hint({ _id: 1 })
-        .toArray();
-      const archived = archive ? await archiveBatch(archive, seq, left, true) : 0;
-      const deletedCount = await deleteEach(r, match, left);
-      finishBatch(p, upTo, found, Math.max(found, deletedCount), archived, performance.now() - started);
+    const step = p.byTime ? await timeStep(w, p.byTime) : await idStep(w, p, w.match, archive);
+    if (step === 'end') {
+      p.done = true;
       await save(p);
-      continue;
+      return p.outcome;
     }
-    const size = batchPace.size;
-    const started = performance.now();
-    const found = await r.collection
-      .find(
-        { ...match, ...(p.after !== null ? byId({ $gt: parseId(p.after) }) : {}) },
-        archive ? {} : { projection: { _id: 1 } },
-      )
-      .sort({ _id: 1 })
-      // FerretDB, left to itself, planned a bitmap scan of every `_id` past the position, then a
-      // sort: 2.2 s a batch in 2M documents; walking the `_id` index in order and stopping at the
-      // limit, 10 ms.
-      .hint({ _id: 1 })
-      .limit(size)
-      .toArray();
-    if (found.length === 0) {
-      // The walk's end. A range bound compares within one BSON type, so `_id`s of other types (and
-      // documents made old since) are found by walking again from the start; done when none are.
-      if (p.after === null || p.walks >= MAX_WALKS) {
-        if (p.after !== null)
-          s.log.warn({ walks: p.walks }, 'cleanup stopped walking: documents keep matching');
-        p.done = true;
-        await save(p);
-        return p.outcome;
-      }
-      p.walks++;
-      p.after = null;
-      await save(p);
-      continue;
+    if (step === 'batch') {
+      await s.progress(p.outcome);
+      await rest(w.pace.pauseMs, s.signal);
     }
-    // One BSON type per batch, so that its range names exactly what it found.
-    const docs = sameTypePrefix(found);
-    const from = idText(docs[0]!);
-    const upTo = idText(docs.at(-1)!);
-    const seq = p.outcome.batches;
-    p.pending = { from, upTo, found: docs.length, seq };
-    await save(p);
-    const archived = archive ? await archiveBatch(archive, seq, docs, false) : 0;
-    // Exactly the documents read (and archived), if they still match: never one made old since.
-    const deletedCount = await deleteEach(r, match, docs);
-    const ms = performance.now() - started;
-    finishBatch(p, upTo, docs.length, deletedCount, archived, ms);
-    await save(p);
-    await s.progress(p.outcome);
-    batchPace.took(ms, found.length);
-    await rest(batchPace.pauseMs, s.signal);
   }
 }
-
-/**
- * Deletes these documents if they still match, one `deleteOne` by `_id` each in one unordered bulk
- * write: FerretDB serves a delete by `_id` through its index, where a deleteMany by an `_id` range or
- * `$in` scanned the whole collection (1.25 s a batch in 2M documents, whatever its size).
- */
-async function deleteEach(r: ResolvedCollection, match: Filter<Document>, docs: Document[]): Promise<number> {
-  if (docs.length === 0) return 0;
-  const { deletedCount } = await r.collection.bulkWrite(
-    docs.map((doc) => ({ deleteOne: { filter: { ...match, ...byId({ $eq: doc._id }) } } })),
-    { ordered: false },
-  );
-  return deletedCount;
-}
-
-/** A condition on `_id`s of any BSON type (the driver's types assume ObjectIds). */
-const byId = (condition: Document): Filter<Document> => ({ _id: condition }) as Filter<Document>;
-
-const idText = (doc: Document) => EJSON.stringify({ id: doc._id as unknown }, { relaxed: false });
-
-/** MongoDB's sort order groups `_id`s by type (all numbers together, whatever their BSON type). */
-function typeOf(value: unknown): string {
-  if (typeof value === 'number') return 'number';
-  if (value !== null && typeof value === 'object' && '_bsontype' in value) {
-    const t = String(value._bsontype);
-    return ['Int32', 'Double', 'Long', 'Decimal128'].includes(t) ? 'number' : t;
-  }
-  if (value instanceof Date) return 'date';
-  return value === null ? 'null' : typeof value;
-}
-
-function sameTypePrefix(docs: Document[]): Document[] {
-  const type = typeOf(docs[0]!._id);
-  const end = docs.findIndex((d) => typeOf(d._id) !== type);
-  return end === -1 ? docs : docs.slice(0, end);
-}
-
-function finishBatch(
-  p: MongoProgress,
-  upTo: string,
-  found: number,
-  deleted: number,
-  archived: number,
-  ms: number,
-) {
-  p.outcome = {
-    ...p.outcome,
-    matched: p.outcome.matched + found,
-    deleted: p.outcome.deleted + deleted,
-    archived: p.outcome.archived + archived,
-    batches: p.outcome.batches + 1,
-    longestBatchMs: Math.max(p.outcome.longestBatchMs, Math.round(ms)),
-  };
-  p.after = upTo;
-  delete p.pending;
-}
-
-const parseId = (text: string): unknown => (EJSON.parse(text, { relaxed: false }) as { id: unknown }).id;
-
-/**
- * Writes the batch's documents (canonical Extended JSON, so dates, ObjectIds and 64-bit integers
- * survive). A batch tried again keeps what its earlier try archived: the documents it deleted then
- * are in that object and nowhere else.
- */
-async function archiveBatch(
-  archive: BatchArchive,
-  seq: number,
-  docs: Document[],
-  retry: boolean,
-): Promise<number> {
-  const lines = new Map<string, string>();
-  if (retry)
-    for (const line of (await archive.read(seq)) ?? [])
-      lines.set(idOf(EJSON.parse(line, { relaxed: false }) as Document), line);
-  for (const doc of docs) lines.set(idOf(doc), EJSON.stringify(doc, { relaxed: false }));
-  if (lines.size > 0) await archive.write(seq, [...lines.values()]);
-  return lines.size;
-}
-
-const idOf = (doc: Document) => EJSON.stringify({ id: doc._id as unknown }, { relaxed: false });

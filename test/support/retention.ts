@@ -74,3 +74,8 @@ export async function digests(
   }
   return out;
 }
+
+/** An index led by the time field, as a TTL index would be: MongoDB cleanup then walks it. */
+export async function indexTime(tenant: TenantHandle, name = 'events') {
+  await tenant.mongo.collection(name).createIndex({ at: 1 });
+}

@@ -1,0 +1,128 @@
+/**
+ * A MongoDB cleanup where the time field has an index: batches are ranges of time, each one
+ * deleteMany; an instant holding more documents than a batch is walked by `_id` among them; a batch
+ * interrupted between its delete and its checkpoint is found pending and counted once.
+ */
+import { randomUUID } from 'node:crypto';
+import { describe, expect } from 'vitest';
+import {
+  cleanCollection,
+  resolveCollection,
+  type MongoProgress,
+} from '../src/cleanup/mongo-collection.ts';
+import type { RunScope } from '../src/cleanup/outcome.ts';
+import type { FleetDeps } from '../src/runtime/deps.ts';
+import { test, type TenantHandle } from './support/fixtures.ts';
+import { indexTime } from './support/retention.ts';
+
+const DAY = 86_400_000;
+const BATCH = 100;
+
+/**
+ * 1,000 documents: 450 at one old instant (400 numeric `_id`s, 50 string ones), 200 old ones before
+ * it and 200 after it (each its own time), 150 young. The 850 old ones must go.
+ */
+async function crowded(tenant: TenantHandle) {
+  const now = Date.now();
+  const instant = new Date(now - 20 * DAY);
+  const docs = [
+    ...Array.from({ length: 400 }, (_, i) => ({ _id: 1_000 + i * 3, at: instant, old: true })),
+    ...Array.from({ length: 50 }, (_, i) => ({ _id: `s${i}`, at: instant, old: true })),
+    ...Array.from({ length: 200 }, (_, i) => ({ _id: 1_001 + i * 3, at: new Date(instant.getTime() - (i + 1) * 1_000), old: true })),
+    ...Array.from({ length: 200 }, (_, i) => ({ _id: 1_002 + i * 3, at: new Date(instant.getTime() + (i + 1) * 1_000), old: true })),
+    ...Array.from({ length: 150 }, (_, i) => ({ _id: 5_000 + i, at: new Date(now - i * 1_000), old: false })),
+  ];
+  await tenant.mongo.collection('events').insertMany(docs as never[]);
+  await indexTime(tenant);
+  const young = docs.filter((d) => !d.old).map((d) => d._id as number);
+  return { instant, oldCount: docs.length - young.length, young };
+}
+
+function scope(deps: FleetDeps, tenant: TenantHandle): RunScope {
+  return {
+    tenant: tenant.id,
+    runId: randomUUID(),
+    dryRun: false,
+    cutoff: new Date(Date.now() - 7 * DAY),
+    signal: new AbortController().signal,
+    throwIfInterrupted: () => undefined,
+    log: deps.log,
+    progress: async () => undefined,
+  };
+}
+
+const resolve = (tenant: TenantHandle) =>
+  resolveCollection(tenant.mongo, {
+    name: 'old_events',
+    store: 'mongo',
+    target: 'events',
+    timeField: 'at',
+    olderThanDays: 7,
+    batch: { initialSize: BATCH, minSize: BATCH, maxSize: BATCH, pauseMs: 0 },
+  });
+
+const remainingIds = async (tenant: TenantHandle) =>
+  (await tenant.mongo.collection('events').find({}, { projection: { _id: 1 } }).toArray())
+    .map((d) => d._id as unknown as number)
+    .sort((a, b) => a - b);
+
+describe('a MongoDB collection walked by its time index', () => {
+  test('exactly the old documents go, the crowded instant walked by _id in batches of its own', async ({
+    deps,
+    tenant,
+  }) => {
+    const { instant, oldCount, young } = await crowded(tenant);
+    const r = await resolve(tenant);
+    expect(r.timeIndex).toBe('at_1');
+    const saves: MongoProgress[] = [];
+    const outcome = await cleanCollection(r, scope(deps, tenant), undefined, undefined, async (p) => {
+      saves.push(structuredClone(p));
+    });
+    expect(outcome).toMatchObject({ matched: oldCount, deleted: oldCount, archived: 0 });
+    expect(await remainingIds(tenant)).toEqual(young);
+    // Walked by time throughout; the instant's 450 by _id: numbers, then strings (a second walk),
+    // then a third from the start that finds nothing.
+    expect(saves.every((p) => p.byTime && p.after === null)).toBe(true);
+    const crowdSaves = saves.filter((p) => p.byTime!.crowd);
+    expect(new Set(crowdSaves.map((p) => p.byTime!.crowd!.at))).toEqual(new Set([instant.toISOString()]));
+    expect(Math.max(...crowdSaves.map((p) => p.byTime!.crowd!.walks))).toBe(3);
+    // 200 before the instant, 450 at it, 200 after: at least 2 + 5 + 2 batches, none over 100.
+    expect(outcome.batches).toBeGreaterThanOrEqual(9);
+    expect(outcome.batches).toBeLessThanOrEqual(14);
+  });
+
+  const crashes = {
+    'of a range of times': (p: MongoProgress) =>
+      !p.byTime!.pending && !p.byTime!.crowd && p.outcome.batches === 1,
+    'of the crowded instant': (p: MongoProgress) =>
+      !!p.byTime!.crowd && !p.byTime!.crowd.pending && p.byTime!.crowd.after !== null,
+  };
+  test.for(Object.keys(crashes) as (keyof typeof crashes)[])(
+    'a batch %s interrupted between its delete and its checkpoint is found pending and counted once',
+    async (crashPoint, { deps, tenant }) => {
+      const { oldCount, young } = await crowded(tenant);
+      const r = await resolve(tenant);
+      const s = scope(deps, tenant);
+      let saved: MongoProgress | undefined;
+      const crash = new Error('killed');
+      await expect(
+        cleanCollection(r, s, undefined, undefined, async (p) => {
+          if (crashes[crashPoint](p)) throw crash;
+          saved = structuredClone(p);
+        }),
+      ).rejects.toBe(crash);
+      const pending = saved!.byTime!.crowd?.pending ?? saved!.byTime!.pending;
+      expect(pending).toMatchObject({ found: expect.any(Number) });
+      expect(pending!.found).toBeGreaterThan(0);
+      const left = (await remainingIds(tenant)).length;
+      // The interrupted batch's delete did happen.
+      expect(1_000 - left).toBe(saved!.outcome.deleted + pending!.found);
+
+      const outcome = await cleanCollection(r, s, undefined, saved, async (p) => {
+        saved = structuredClone(p);
+      });
+      expect(outcome).toMatchObject({ matched: oldCount, deleted: oldCount });
+      expect(await remainingIds(tenant)).toEqual(young);
+    },
+  );
+});
