@@ -18,7 +18,7 @@
  *
  *   eval "$(scripts/services.sh env)" && npm run bench -- [--jobs 60000] [--rows 1000000] [--concurrency 50]
  *     [--only noop,load,mongo,backup,erase,cleanup] [--docs 1000000] [--users 1000000 --events 10000000 --subjects 1000]
- *     [--baseline 10 --sides fleet,fleet-alone,fleet-mixed,delete,delete-writer,delete-mixed --target-ms 50]
+ *     [--baseline 10 --sides fleet,fleet-alone,fleet-mixed,delete,delete-writer,delete-mixed --target-ms 50 --no-time-index]
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
@@ -50,6 +50,7 @@ const { values: args } = parseArgs({
     subjects: { type: 'string', default: '1000' },
     baseline: { type: 'string', default: '10' }, // (i): seconds of the writer alone before each side
     'target-ms': { type: 'string' }, // (i): the policies' batch.targetMs (default 50)
+    'no-time-index': { type: 'boolean' }, // (i): no index on the MongoDB collection's time field
     sides: { type: 'string', default: CLEANUP_SIDES.join(',') }, // (i)
   },
 });
@@ -265,6 +266,7 @@ async function main() {
           sides: SIDES,
           baselineSeconds: Number(args.baseline),
           targetMs: args['target-ms'] === undefined ? undefined : Number(args['target-ms']),
+          timeIndex: !args['no-time-index'],
           tag: run,
         })
       : undefined;

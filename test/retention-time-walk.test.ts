@@ -5,11 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { describe, expect } from 'vitest';
-import {
-  cleanCollection,
-  resolveCollection,
-  type MongoProgress,
-} from '../src/cleanup/mongo-collection.ts';
+import { cleanCollection, resolveCollection, type MongoProgress } from '../src/cleanup/mongo-collection.ts';
 import type { RunScope } from '../src/cleanup/outcome.ts';
 import type { FleetDeps } from '../src/runtime/deps.ts';
 import { test, type TenantHandle } from './support/fixtures.ts';
@@ -28,8 +24,16 @@ async function crowded(tenant: TenantHandle) {
   const docs = [
     ...Array.from({ length: 400 }, (_, i) => ({ _id: 1_000 + i * 3, at: instant, old: true })),
     ...Array.from({ length: 50 }, (_, i) => ({ _id: `s${i}`, at: instant, old: true })),
-    ...Array.from({ length: 200 }, (_, i) => ({ _id: 1_001 + i * 3, at: new Date(instant.getTime() - (i + 1) * 1_000), old: true })),
-    ...Array.from({ length: 200 }, (_, i) => ({ _id: 1_002 + i * 3, at: new Date(instant.getTime() + (i + 1) * 1_000), old: true })),
+    ...Array.from({ length: 200 }, (_, i) => ({
+      _id: 1_001 + i * 3,
+      at: new Date(instant.getTime() - (i + 1) * 1_000),
+      old: true,
+    })),
+    ...Array.from({ length: 200 }, (_, i) => ({
+      _id: 1_002 + i * 3,
+      at: new Date(instant.getTime() + (i + 1) * 1_000),
+      old: true,
+    })),
     ...Array.from({ length: 150 }, (_, i) => ({ _id: 5_000 + i, at: new Date(now - i * 1_000), old: false })),
   ];
   await tenant.mongo.collection('events').insertMany(docs as never[]);
@@ -62,7 +66,12 @@ const resolve = (tenant: TenantHandle) =>
   });
 
 const remainingIds = async (tenant: TenantHandle) =>
-  (await tenant.mongo.collection('events').find({}, { projection: { _id: 1 } }).toArray())
+  (
+    await tenant.mongo
+      .collection('events')
+      .find({}, { projection: { _id: 1 } })
+      .toArray()
+  )
     .map((d) => d._id as unknown as number)
     .sort((a, b) => a - b);
 

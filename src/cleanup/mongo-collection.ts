@@ -4,9 +4,9 @@
  *
  * Two walks, chosen when a run starts and kept through its retries:
  * - **by time**, where the time field leads an index (as a TTL index needs) and nothing is archived:
- *   each batch is a range of times, found through that index and deleted with one `deleteMany` on the
- *   same range; documents sharing one instant stay in one batch, and an instant holding more than a
- *   batch is walked by `_id` among its documents.
+ *   down from the cutoff, each batch a window of times counted through that index and deleted with
+ *   one `deleteMany` on the same window; an instant holding more than a batch is walked by `_id`
+ *   among its documents.
  * - **by `_id`** otherwise: each batch the next documents in `_id` order, deleted one by one by `_id`
  *   (exactly the documents read, and archived, if they still match).
  *
@@ -108,7 +108,7 @@ export async function cleanCollection(
     walks: 1,
     after: null,
     done: false,
-    ...(r.timeIndex && !archive ? { byTime: { walks: 1, since: null } } : {}),
+    ...(r.timeIndex && !archive ? { byTime: { walks: 1, before: null } } : {}),
   };
   if (p.done) return p.outcome;
   if (!saved)

@@ -36,12 +36,19 @@ export interface IdWalk {
   pending?: { from: string; upTo: string; found: number; seq: number };
 }
 
-/** A walk by the time field's index: every matching document older than `since` (ISO) is gone. */
+/**
+ * A walk by the time field's index, down from the cutoff in windows of time: every matching document
+ * from `before` (ISO; null: the cutoff) up to the cutoff is gone.
+ */
 export interface TimeWalk {
   walks: number;
-  since: string | null;
-  /** A batch, the times [from, below) (below null: up to the cutoff), whose delete may or may not have happened. */
-  pending?: { from: string | null; below: string | null; next: string; found: number; seq: number };
+  before: string | null;
+  /** The window's width in milliseconds, as the last batch left it. */
+  widthMs?: number;
+  /** Whether this walk deleted anything: a walk that did is followed by another. */
+  found?: boolean;
+  /** A batch, the times [from, below) (from null: everything older), whose delete may or may not have happened. */
+  pending?: { from: string | null; below: string; found: number; seq: number };
   /** An instant holding more matching documents than a batch: walked by `_id` among them. */
   crowd?: IdWalk & { at: string };
 }
@@ -99,65 +106,93 @@ export async function idStep(
   return 'batch';
 }
 
+/** The first window: an hour. */
+const FIRST_WIDTH_MS = 3_600_000;
+/** The earliest time a date can hold: a window reaching it holds everything older too. */
+const EARLIEST = -8.64e15;
+/** A window holding more than this many batches' worth is narrowed before anything is deleted. */
+const OVERFULL = 1.5;
+
+/**
+ * One window of the walk by time. The server's index on the time field finds a range of times, but
+ * (on FerretDB) not in order: a sort, or a limit, costs every document of the range. So a batch is a
+ * window of times whose documents are counted first (a cost of the window's own size) and deleted
+ * with one deleteMany if they are about a batch; a window that holds too many is narrowed, one that
+ * holds none widened, and the next window's width follows from what this one held.
+ */
 export async function timeStep(w: Walker, t: TimeWalk): Promise<Step> {
   const field = w.r.policy.timeField;
   if (t.crowd) {
     const { at } = t.crowd;
     const step = await idStep(w, t.crowd, { ...w.r.where, [field]: { $eq: new Date(at) } }, undefined);
     if (step !== 'end') return step;
-    t.since = at;
+    t.before = at;
     delete t.crowd;
     await w.save();
     return 'again';
   }
-  const range = (from: string | null, below: string | null): Filter<Document> => ({
+  const range = (from: string | null, below: string): Filter<Document> => ({
     ...w.r.where,
-    [field]: { ...(from !== null ? { $gte: new Date(from) } : {}), $lt: below !== null ? new Date(below) : w.s.cutoff },
+    [field]: { ...(from !== null ? { $gte: new Date(from) } : {}), $lt: new Date(below) },
   });
   if (t.pending) {
-    const { from, below, next, found } = t.pending;
+    const { from, below, found } = t.pending;
     const started = performance.now();
     const { deletedCount } = await w.r.collection.deleteMany(range(from, below));
     const n = Math.max(found, deletedCount);
     addBatch(w, n, n, 0, performance.now() - started);
-    t.since = next;
+    t.before = from ?? iso(EARLIEST);
+    t.found = true;
     delete t.pending;
     await w.save();
     return 'again';
   }
   const size = w.pace.size;
   const started = performance.now();
-  const read = await w.r.collection
-    .find(range(t.since, null), { projection: { _id: 0, [field]: 1 } })
-    .sort({ [field]: 1 })
-    .hint(w.r.timeIndex!)
-    .limit(size)
-    .toArray();
-  if (read.length === 0) return walkAgain(w, t, () => (t.since = null), t.since === null);
-  // Every time read is a date: the range compares within dates only.
-  const times = read.map((d) => (d[field] as Date).getTime());
-  const last = times.at(-1)!;
-  // A full batch stops short of its last instant, which may hold more documents than were read;
-  // a short one is the walk's tail and takes everything up to the cutoff.
-  const full = read.length === size;
-  const found = full ? times.indexOf(last) : read.length;
-  if (found === 0) {
-    t.crowd = { at: new Date(last).toISOString(), walks: 1, after: null };
+  const below = t.before ?? w.s.cutoff.toISOString();
+  const hi = Date.parse(below);
+  let width = t.widthMs ?? FIRST_WIDTH_MS;
+  for (;;) {
+    const lo = hi - width;
+    const from = lo <= EARLIEST ? null : iso(lo);
+    const n = await w.r.collection.countDocuments(range(from, below), { hint: w.r.timeIndex! });
+    if (n === 0) {
+      if (from === null) {
+        const again = t.found === true;
+        return walkAgain(w, t, () => ((t.before = null), (t.found = false)), !again);
+      }
+      // Nothing there: on to the next window, four times as wide (gaps are crossed in a few steps).
+      t.before = from;
+      t.widthMs = width * 4;
+      return 'again';
+    }
+    if (n > size * OVERFULL) {
+      if (width <= 1) {
+        t.crowd = { at: iso(hi - 1), walks: 1, after: null };
+        t.widthMs = FIRST_WIDTH_MS;
+        await w.save();
+        return 'again';
+      }
+      width = Math.max(1, Math.floor((width * size) / n));
+      continue;
+    }
+    t.pending = { from, below, found: n, seq: w.outcome().batches };
     await w.save();
-    return 'again';
+    const { deletedCount } = await w.r.collection.deleteMany(range(from, below));
+    const ms = performance.now() - started;
+    addBatch(w, Math.max(n, deletedCount), deletedCount, 0, ms);
+    t.before = from ?? iso(EARLIEST);
+    t.found = true;
+    t.widthMs = Math.max(1, Math.round(width * Math.min(4, Math.max(0.5, size / n))));
+    delete t.pending;
+    await w.save();
+    // The pace sizes batches by documents; a window's cost scaled to a whole batch's.
+    if (n >= size / 2) w.pace.took((ms * size) / n, size);
+    return 'batch';
   }
-  const below = full ? new Date(last).toISOString() : null;
-  t.pending = { from: t.since, below, next: new Date(last).toISOString(), found, seq: w.outcome().batches };
-  await w.save();
-  const { deletedCount } = await w.r.collection.deleteMany(range(t.since, below));
-  const ms = performance.now() - started;
-  addBatch(w, Math.max(found, deletedCount), deletedCount, 0, ms);
-  t.since = t.pending.next;
-  delete t.pending;
-  await w.save();
-  w.pace.took(ms, read.length);
-  return 'batch';
 }
+
+const iso = (ms: number) => new Date(ms).toISOString();
 
 /**
  * The walk's end. It starts over from the beginning (resetting its position) until a walk from the
@@ -171,7 +206,10 @@ async function walkAgain(
 ): Promise<Step> {
   if (fromStart) return 'end';
   if (walk.walks >= MAX_WALKS) {
-    w.s.log.warn({ policy: w.r.policy.name, walks: walk.walks }, 'cleanup stopped walking: documents keep matching');
+    w.s.log.warn(
+      { policy: w.r.policy.name, walks: walk.walks },
+      'cleanup stopped walking: documents keep matching',
+    );
     return 'end';
   }
   walk.walks++;
