@@ -1,6 +1,7 @@
 /**
  * PostgreSQL retention at its edges, with the tenant's sessions in a time zone far from UTC: a time
- * column with a precision, a `where` list holding null, a row another table still references.
+ * column with a precision, a `where` list holding null, a row another table still references, a
+ * primary key of two columns.
  */
 const url = new URL(process.env.DBFLEET_TENANT_POSTGRES_URL!);
 url.searchParams.set('options', '-c timezone=America/New_York');
@@ -34,6 +35,14 @@ describe('PostgreSQL retention edges', () => {
           timeField: 'at',
           olderThanDays: 7,
           batch: { initialSize: 10, minSize: 10, maxSize: 10, pauseMs: 0 },
+        },
+        {
+          name: 'two_column_key',
+          store: 'postgres',
+          target: 'pairs',
+          timeField: 'at',
+          olderThanDays: 7,
+          batch: { initialSize: 7, minSize: 7, maxSize: 7, pauseMs: 0 },
         },
       ],
     }),
@@ -73,6 +82,13 @@ describe('PostgreSQL retention edges', () => {
         'CREATE TABLE children (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parents (id))',
       );
       await c.query('INSERT INTO children VALUES (1, 3), (2, 17), (3, 17)');
+      // Walked by (a, b) in batches of 7 keys: every third b stays, in each a.
+      await c.query('CREATE TABLE pairs (a text, b int, at timestamptz NOT NULL, PRIMARY KEY (a, b))');
+      await c.query(
+        `INSERT INTO pairs SELECT a, b, CASE WHEN b % 3 = 0 THEN now() ELSE $1 END
+           FROM unnest(ARRAY['x', 'y', 'z']) a, generate_series(1, 20) b`,
+        [new Date(cutoff - DAY)],
+      );
     });
     const ids = async (table: string) =>
       (
@@ -85,6 +101,7 @@ describe('PostgreSQL retention edges', () => {
       ['naive', 1],
       ['nullable_kind', 2],
       ['referenced', 35],
+      ['two_column_key', 42],
     ]);
     const real = await (await client.enqueue('cleanup', { tenant: tenant.id })).waitForResult();
     expect(real.policies.map((p) => [p.name, p.matched, p.deleted, p.skipped])).toEqual([
@@ -92,10 +109,18 @@ describe('PostgreSQL retention edges', () => {
       ['naive', 1, 1, 0],
       ['nullable_kind', 2, 2, 0],
       ['referenced', 35, 33, 2],
+      ['two_column_key', 42, 42, 0],
     ]);
+    expect(real.policies.at(-1)!.batches).toBe(Math.ceil(60 / 7));
     expect(await ids('ev')).toEqual([2]);
     expect(await ids('ev_naive')).toEqual([2]);
     expect(await ids('kinds')).toEqual([3, 4]);
     expect(await ids('parents')).toEqual([3, 17]);
+    const pairs = await tenant.pg.withClient((c) =>
+      c.query<{ k: string }>(`SELECT a || b AS k FROM pairs ORDER BY a, b`),
+    );
+    expect(pairs.rows.map((r) => r.k)).toEqual(
+      ['x', 'y', 'z'].flatMap((a) => [3, 6, 9, 12, 15, 18].map((b) => `${a}${b}`)),
+    );
   });
 });

@@ -165,7 +165,6 @@ export async function cleanTable(
       };
       if (saved?.done) return outcome;
       let after = saved?.after ?? null;
-      const batchSql = batchStatement(r);
       const batchPace = pace(r.policy.batch);
       const values = [s.cutoff.toISOString(), ...r.params.slice(1)];
       const position = () => [after !== null, ...r.keys.map((_, i) => after?.[i] ?? null)];
@@ -185,12 +184,9 @@ export async function cleanTable(
               : undefined;
           if (archive && candidates!.keys.length > 0) await archive.write(outcome.batches, candidates!.lines);
           await client.query(`BEGIN; SET LOCAL lock_timeout = ${batchPace.lockTimeoutMs}`);
-          if (!candidates) {
-            const res = await client.query<Batch>(batchSql, [...values, ...position(), size]);
-            batch = { ...res.rows[0]!, skipped: 0 };
-          } else {
-            batch = await deleteCandidates(client, r, values, candidates.keys, oneByOne);
-          }
+          batch = candidates
+            ? await deleteCandidates(client, r, values, candidates.keys, size, oneByOne)
+            : await deleteRange(client, r, values, position(), size);
           const ms = Math.round(performance.now() - started);
           const next: PolicyOutcome = {
             ...outcome,
@@ -202,11 +198,11 @@ export async function cleanTable(
             longestBatchMs: Math.max(outcome.longestBatchMs, ms),
           };
           const last = batch.last ?? after;
-          await saveCheckpoint(client, s.runId, next, last, batch.matched < size);
+          await saveCheckpoint(client, s.runId, next, last, batch.end);
           await client.query('COMMIT');
           Object.assign(outcome, next);
           after = last;
-          if (!oneByOne) batchPace.took(ms, batch.matched);
+          if (!oneByOne) batchPace.took(ms, batch.walked);
           oneByOne = false;
           contended = 0;
         } catch (err) {
@@ -224,7 +220,7 @@ export async function cleanTable(
           continue;
         }
         await s.progress(outcome);
-        if (batch.matched < size) return outcome;
+        if (batch.end) return outcome;
         await rest(batchPace.pauseMs, s.signal);
       }
     }),
@@ -236,7 +232,12 @@ interface Batch {
   deleted: number;
   /** Rows a foreign key still references: left where they are. */
   skipped: number;
+  /** How far the batch reached: the walk's next position (null: it did not move). */
   last: string[] | null;
+  /** What the pace counts: keys walked, or rows matched when the batch was cut by them. */
+  walked: number;
+  /** The walk's end: nothing past `last` is left to look at. */
+  end: boolean;
 }
 
 /** The walk's next `size` matching rows, read without locks: keys as text, and archive lines. */
@@ -264,9 +265,17 @@ async function deleteCandidates(
   r: ResolvedTable,
   values: unknown[],
   keys: string[][],
+  size: number,
   oneByOne: boolean,
 ): Promise<Batch> {
-  const batch: Batch = { matched: keys.length, deleted: 0, skipped: 0, last: keys.at(-1) ?? null };
+  const batch: Batch = {
+    matched: keys.length,
+    deleted: 0,
+    skipped: 0,
+    last: keys.at(-1) ?? null,
+    walked: keys.length,
+    end: keys.length < size,
+  };
   if (keys.length === 0) return batch;
   const n = values.length;
   const names = r.keys.map((k) => quoteIdent(k.name));
@@ -312,40 +321,50 @@ function walkCondition(r: ResolvedTable): string {
 }
 
 /**
- * One batch in one statement: the next `size` keys past the walk's position among matching rows,
- * those rows deleted (the condition checked again on each), and the batch's last key. Parameters:
- * the cutoff and `where` values, whether there is a position, the position's key values, the size.
- *
- * The rows are deleted by the batch's key range (past the position, up to its last key), read in the
- * same snapshot, so the range holds exactly the batch's rows: one range scan of the primary key.
- * Joined to the batch's keys instead, the delete was an index probe per row, and from about 10,000
- * rows a hash join over a scan of the whole table (0.49 s for 20,000 rows in 2M, against 0.04 s).
+ * One batch: the rows of the next `size` keys past the walk's position that match, deleted (the
+ * condition checked again on each row the delete locks). A batch is cut by keys walked, not rows
+ * matched: its upper key is read from the primary key alone (an index-only scan), and the delete is
+ * one range scan of the primary key, so each row of the range is read once. Cut by rows matched, each
+ * batch read its range twice (finding its last match, then deleting): 37 ms for 20,000 rows in 2M,
+ * against 22 ms. Past the last full batch, the rest of the walk is one delete.
  */
-function batchStatement(r: ResolvedTable): string {
+async function deleteRange(
+  client: pg.PoolClient,
+  r: ResolvedTable,
+  values: unknown[],
+  position: unknown[],
+  size: number,
+): Promise<Batch> {
   const keys = r.keys.map((k) => quoteIdent(k.name));
-  const size = `$${r.params.length + 2 + keys.length}`;
-  return `WITH batch AS (
-      SELECT ${keys.map((k) => `t.${k}`).join(', ')} FROM ${r.table} t
-       WHERE ${walkCondition(r)} AND ${r.condition}
-       ORDER BY ${keys.join(', ')} LIMIT ${size}),
-    last AS (
-      SELECT ${keys.join(', ')} FROM batch ORDER BY ${keys.map((k) => `${k} DESC`).join(', ')} LIMIT 1),
-    gone AS (
-      DELETE FROM ${r.table} t
-       WHERE ${walkCondition(r)} AND ${upToLast(r)} AND ${r.condition}
-       RETURNING 1)
-    SELECT (SELECT count(*) FROM batch)::int AS matched,
-           (SELECT count(*) FROM gone)::int AS deleted,
-           (SELECT ARRAY[${keys.map((k) => `${k}::text`).join(', ')}] FROM last) AS last`;
+  const n = r.params.length + 1 + keys.length;
+  const { rows } = await client.query<{ deleted: number; last: string[] | null }>(
+    `WITH upper AS (
+        SELECT ${keys.map((k) => `t.${k}`).join(', ')} FROM ${r.table} t WHERE ${walkCondition(r)}
+         ORDER BY ${keys.join(', ')} OFFSET $${n + 1}::int - 1 LIMIT 1),
+      gone AS (
+        DELETE FROM ${r.table} t WHERE ${walkCondition(r)} AND ${upToLast(r)} AND ${r.condition} RETURNING 1)
+      SELECT (SELECT count(*) FROM gone)::int AS deleted,
+             (SELECT ARRAY[${keys.map((k) => `${k}::text`).join(', ')}] FROM upper) AS last`,
+    [...values, ...position, size],
+  );
+  const { deleted, last } = rows[0]!;
+  if (last !== null) return { matched: deleted, deleted, skipped: 0, last, walked: size, end: false };
+  // Fewer than `size` keys left: all of them.
+  const tail = await client.query(
+    `DELETE FROM ${r.table} t WHERE ${walkCondition(r)} AND ${r.condition}`,
+    [...values, ...position],
+  );
+  const count = tail.rowCount ?? 0;
+  return { matched: count, deleted: count, skipped: 0, last: null, walked: 0, end: true };
 }
 
 /**
- * Up to the last key of the CTE `last`, each key column as a scalar subquery: a row comparison with
- * those is an index condition, where one with a row subquery is not.
+ * Up to the batch's upper key (the CTE `upper`), each key column as a scalar subquery: a row
+ * comparison with those is an index condition, where one with a row subquery is not.
  */
 function upToLast(r: ResolvedTable): string {
   const keys = r.keys.map((k) => quoteIdent(k.name));
-  const last = keys.map((k) => `(SELECT ${k} FROM last)`);
+  const last = keys.map((k) => `(SELECT ${k} FROM upper)`);
   return keys.length === 1
     ? `t.${keys[0]} <= ${last[0]}`
     : `(${keys.map((k) => `t.${k}`).join(', ')}) <= (${last.join(', ')})`;
