@@ -4,10 +4,9 @@
  */
 import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
-import { AuditDrain } from '../src/control/audit-drain.ts';
 import { startBoard } from '../src/board/server.ts';
 import { displayName, email, fillDemo, erased } from './support/erasure.ts';
-import { freePort, test } from './support/fixtures.ts';
+import { drainAudit, freePort, test } from './support/fixtures.ts';
 
 /** Every key and value in Redis, whatever its type, as text. */
 async function redisText(redis: Redis): Promise<string> {
@@ -77,8 +76,7 @@ test('after an erase (and a failed one), the subject is in no Redis key, log lin
       timeout: 10_000,
     })
     .toBe(true);
-  await deps.audit.flushed();
-  await new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log).drainAll();
+  await drainAudit(deps);
 
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   expect(metrics).toContain('erase');

@@ -5,7 +5,6 @@
 import { Queue, type Job } from 'bullmq';
 import { describe, expect } from 'vitest';
 import { defineConfig, type ScheduleConfig } from '../src/config/define.ts';
-import { AuditDrain } from '../src/control/audit-drain.ts';
 import { scheduledRunId, type JobEnvelope } from '../src/jobs/envelope.ts';
 import type { FleetDeps } from '../src/runtime/deps.ts';
 import { startBoard } from '../src/board/server.ts';
@@ -21,7 +20,7 @@ import {
 import { nextRun, repeatStrategy } from '../src/schedules/strategy.ts';
 import { checkedSchedules, leaseKey, syncSchedules, type SyncReport } from '../src/schedules/sync.ts';
 import { cliFor } from './support/cli.ts';
-import { eventually, ROOT, test } from './support/fixtures.ts';
+import { drainAudit, eventually, ROOT, test } from './support/fixtures.ts';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -376,8 +375,7 @@ describe('scheduled runs', () => {
       for (const j of ran) expect(j.returnvalue).toMatchObject({ action: 'status', summary: { failed: 0 } });
 
       // Audited like any job, each run under its own run id, asked for by its schedule.
-      await deps.audit.flushed();
-      await new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log).drainAll();
+      await drainAudit(deps);
       const { rows } = await deps.control.pool.query<{
         job_id: string;
         run_id: string;

@@ -216,9 +216,23 @@ async function forgetTestTenant(deps: FleetDeps, id: string): Promise<void> {
 }
 
 /** The deployment's failed attempts as the audit log holds them, once every event has been drained. */
-export async function failedAttempts(deps: FleetDeps): Promise<{ attempt: number; error_code: string }[]> {
+/**
+ * Every audit event recorded so far in the control database. A worker's own drainer may hold the
+ * drain lock with a batch not yet committed (drainAll then returns at once): the stream is trimmed
+ * only after its batch commits, so an empty stream means all of it is in.
+ */
+export async function drainAudit(deps: FleetDeps): Promise<void> {
   await deps.audit.flushed();
-  await new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log).drainAll();
+  const drain = new AuditDrain(deps.redis, deps.control.pool, deps.prefix, deps.log);
+  const deadline = Date.now() + 10_000;
+  while ((await drain.drainOnce()) !== 'empty') {
+    if (Date.now() > deadline) throw new Error('the audit stream did not drain within 10 s');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export async function failedAttempts(deps: FleetDeps): Promise<{ attempt: number; error_code: string }[]> {
+  await drainAudit(deps);
   const { rows } = await deps.control.pool.query<{ attempt: number; error_code: string }>(
     `SELECT attempt, error_code FROM dbfleet.job_events WHERE prefix = $1 AND status = 'failed'`,
     [deps.prefix],
