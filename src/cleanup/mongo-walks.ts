@@ -127,6 +127,7 @@ export async function timeStep(w: Walker, t: TimeWalk): Promise<Step> {
   if (t.crowd) {
     const { at } = t.crowd;
     const step = await idStep(w, t.crowd, { ...w.r.where, [field]: { $eq: new Date(at) } }, undefined);
+    if (step === 'batch') t.found = true;
     if (step !== 'end') return step;
     t.before = at;
     delete t.crowd;
@@ -174,14 +175,15 @@ export async function timeStep(w: Walker, t: TimeWalk): Promise<Step> {
       t.widthMs = width * 4;
       return 'again';
     }
-    if (n > size * OVERFULL) {
+    if (n > size * OVERFULL && hi - EARLIEST > 1) {
       if (width <= 1) {
         t.crowd = { at: iso(hi - 1), walks: 1, after: null };
         t.widthMs = FIRST_WIDTH_MS;
         await w.save();
         return 'again';
       }
-      width = Math.max(1, Math.floor((width * size) / n));
+      // Within the dates JavaScript can hold: a window reaching past them could not be narrowed.
+      width = Math.max(1, Math.min(Math.floor((width * size) / n), hi - EARLIEST - 1));
       continue;
     }
     t.pending = { from, below, found: n, seq: w.outcome().batches };
@@ -199,7 +201,8 @@ export async function timeStep(w: Walker, t: TimeWalk): Promise<Step> {
     w.ahead = { from: nextFrom, below: next.below, n: n2 };
     const { deletedCount } = await w.r.collection.deleteMany(range(from, below));
     const ms = performance.now() - started;
-    addBatch(w, Math.max(n, deletedCount), deletedCount, 0, ms);
+    // The count only sized the window (it may be older than the delete): what went is what matched.
+    addBatch(w, deletedCount, deletedCount, 0, ms);
     t.before = next.below;
     t.found = true;
     t.widthMs = next.width;

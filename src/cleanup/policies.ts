@@ -142,6 +142,11 @@ export function policyProblems(policies: readonly unknown[]): string[] {
     if (policy.store === 'postgres' || policy.store === 'mongo')
       if (policy.where && Object.hasOwn(policy.where, policy.timeField))
         problems.push(`retention[${i}].where: ${policy.timeField} is the time field already`);
+    // The walk bounds `_id` itself: a condition of the policy's on it would be one too many.
+    if (policy.store === 'mongo' && (policy.timeField === '_id' || Object.hasOwn(policy.where ?? {}, '_id')))
+      problems.push(
+        `retention[${i}]: _id cannot be the time field nor in where (collections are walked by it)`,
+      );
     if (policy.store === 'objects')
       objectAreas.push([i, policy.prefix.slice(0, policy.prefix.indexOf('{tenant}'))]);
   });

@@ -27,6 +27,22 @@ describe('retention policies as declared', () => {
     expect(policyProblems([objects(prefix)]).join('\n')).toMatch(message);
   });
 
+  it.each([
+    [{ where: { _id: [1, 2] } }, /_id cannot be the time field nor in where/],
+    [{ timeField: '_id' }, /_id cannot be the time field nor in where/],
+    [{ where: { at: 1 } }, /where: at is the time field already/],
+  ])('refuses a collection policy with %j', (extra, message) => {
+    const policy = {
+      name: 'm',
+      store: 'mongo',
+      target: 'events',
+      timeField: 'at',
+      olderThanDays: 7,
+      ...extra,
+    };
+    expect(policyProblems([policy]).join('\n')).toMatch(message);
+  });
+
   it("refuses objects policies where one tenant's folder would hold another policy's tenants", () => {
     expect(policyProblems([objects('a/{tenant}/'), objects('a/x/{tenant}/', 'p')])).toEqual([
       "retention[0].prefix: its folders before {tenant} hold retention[1]'s, which another tenant's objects would be under",
