@@ -5,7 +5,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { describe, expect } from 'vitest';
-import { cleanCollection, resolveCollection, type MongoProgress } from '../src/cleanup/mongo-collection.ts';
+import {
+  cleanCollection,
+  resolveCollection,
+  surveyCollection,
+  type MongoProgress,
+} from '../src/cleanup/mongo-collection.ts';
 import type { RunScope } from '../src/cleanup/outcome.ts';
 import type { FleetDeps } from '../src/runtime/deps.ts';
 import { test, type TenantHandle } from './support/fixtures.ts';
@@ -184,5 +189,65 @@ describe('a MongoDB collection walked by its time index', () => {
     expect(saves.some((p) => p.byTime!.crowd?.at === at.toISOString())).toBe(true);
     // It deleted something, so it walked again from the cutoff, and found nothing.
     expect(saves.at(-1)!.byTime!.walks).toBe(2);
+  });
+});
+
+describe('MongoDB times the walk by time must not trip on', () => {
+  test('times held as arrays of dates, one past the cutoff and one before it: they go (as by _id), and a dry run reads them', async ({
+    deps,
+    tenant,
+  }) => {
+    const now = Date.now();
+    await tenant.mongo.collection('events').insertMany([
+      ...Array.from({ length: 40 }, (_, i) => ({
+        _id: i,
+        at: [new Date(now - 30 * DAY - i * 1_000), new Date(now + DAY + i)],
+      })),
+      ...Array.from({ length: 30 }, (_, i) => ({ _id: 100 + i, at: new Date(now - 20 * DAY - i * 1_000) })),
+      ...Array.from({ length: 5 }, (_, i) => ({
+        _id: 200 + i,
+        at: [new Date(now - i * 1_000), new Date(now)],
+      })),
+    ] as never[]);
+    await indexTime(tenant);
+    const r = await resolve(tenant);
+    const s = scope(deps, tenant);
+    const dry = await surveyCollection(r, { ...s, dryRun: true });
+    expect(dry).toMatchObject({ matched: 70, oldest: new Date(now - 30 * DAY - 39_000).toISOString() });
+    expect(dry.newest).toBe(new Date(now - 20 * DAY).toISOString());
+    const outcome = await cleanCollection(r, s, undefined, undefined, async () => undefined);
+    expect(outcome).toMatchObject({ matched: 70, deleted: 70 });
+    expect(await remainingIds(tenant)).toEqual([200, 201, 202, 203, 204]);
+  });
+
+  test('documents at the earliest date JavaScript holds go in batches like any others', async ({
+    deps,
+    tenant,
+  }) => {
+    const earliest = new Date(-8.64e15);
+    await tenant.mongo
+      .collection('events')
+      .insertMany([
+        ...Array.from({ length: 30 }, (_, i) => ({ _id: i, at: earliest })),
+        { _id: 99, at: new Date() },
+      ] as never[]);
+    await indexTime(tenant);
+    const r = await resolveCollection(tenant.mongo, {
+      name: 'old_events',
+      store: 'mongo',
+      target: 'events',
+      timeField: 'at',
+      olderThanDays: 7,
+      batch: { initialSize: 10, minSize: 10, maxSize: 10, pauseMs: 0 },
+    });
+    const outcome = await cleanCollection(
+      r,
+      scope(deps, tenant),
+      undefined,
+      undefined,
+      async () => undefined,
+    );
+    expect(outcome).toMatchObject({ matched: 30, deleted: 30, batches: 3 });
+    expect(await remainingIds(tenant)).toEqual([99]);
   });
 });

@@ -72,19 +72,25 @@ export const matchOf = (r: ResolvedCollection, cutoff: Date): Filter<Document> =
 
 export async function surveyCollection(r: ResolvedCollection, s: RunScope): Promise<PolicyOutcome> {
   const field = `$${r.policy.timeField}`;
+  // A time held as an array of dates is its earliest (as a TTL index reads it).
+  const time = { $cond: [{ $isArray: field }, { $min: field }, field] };
   const [row] = await r.collection
-    .aggregate<{ n: number; oldest: Date | null; newest: Date | null }>([
+    .aggregate<{ n: number; oldest: unknown; newest: unknown }>([
       { $match: matchOf(r, s.cutoff) },
-      { $group: { _id: null, n: { $sum: 1 }, oldest: { $min: field }, newest: { $max: field } } },
+      { $group: { _id: null, n: { $sum: 1 }, oldest: { $min: time }, newest: { $max: time } } },
     ])
     .toArray();
   return {
     ...emptyOutcome(r.policy.name, 'mongo', true),
     matched: row?.n ?? 0,
-    oldest: row?.oldest?.toISOString() ?? null,
-    newest: row?.newest?.toISOString() ?? null,
+    oldest: dateText(row?.oldest),
+    newest: dateText(row?.newest),
   };
 }
+
+/** A BSON date as ISO text; null for anything else, or a date beyond what JavaScript holds. */
+const dateText = (value: unknown): string | null =>
+  value instanceof Date && !Number.isNaN(value.getTime()) ? value.toISOString() : null;
 
 /**
  * Where a policy's walk stands, in the run's checkpoint. The walk by `_id` keeps its fields at the

@@ -126,7 +126,10 @@ export async function timeStep(w: Walker, t: TimeWalk): Promise<Step> {
   const field = w.r.policy.timeField;
   if (t.crowd) {
     const { at } = t.crowd;
-    const step = await idStep(w, t.crowd, { ...w.r.where, [field]: { $eq: new Date(at) } }, undefined);
+    // The instant as a range, as the windows are: a document whose time is an array of dates matches
+    // a range by any one of them (one below its end, another at or after its start), never $eq.
+    const instant = { $gte: new Date(at), $lt: new Date(Date.parse(at) + 1) };
+    const step = await idStep(w, t.crowd, { ...w.r.where, [field]: instant }, undefined);
     if (step === 'batch') t.found = true;
     if (step !== 'end') return step;
     t.before = at;
@@ -163,7 +166,7 @@ export async function timeStep(w: Walker, t: TimeWalk): Promise<Step> {
   let width = t.widthMs ?? FIRST_WIDTH_MS;
   for (;;) {
     const lo = hi - width;
-    const from = lo <= EARLIEST ? null : iso(lo);
+    const from = lo < EARLIEST ? null : iso(lo);
     const n = await countWindow(from, below);
     if (n === 0) {
       if (from === null) {
@@ -175,7 +178,8 @@ export async function timeStep(w: Walker, t: TimeWalk): Promise<Step> {
       t.widthMs = width * 4;
       return 'again';
     }
-    if (n > size * OVERFULL && hi - EARLIEST > 1) {
+    // Below the earliest date JavaScript holds nothing can be narrowed: that window goes whole.
+    if (n > size * OVERFULL && hi > EARLIEST) {
       if (width <= 1) {
         t.crowd = { at: iso(hi - 1), walks: 1, after: null };
         t.widthMs = FIRST_WIDTH_MS;
@@ -183,7 +187,7 @@ export async function timeStep(w: Walker, t: TimeWalk): Promise<Step> {
         return 'again';
       }
       // Within the dates JavaScript can hold: a window reaching past them could not be narrowed.
-      width = Math.max(1, Math.min(Math.floor((width * size) / n), hi - EARLIEST - 1));
+      width = Math.max(1, Math.min(Math.floor((width * size) / n), hi - EARLIEST));
       continue;
     }
     t.pending = { from, below, found: n, seq: w.outcome().batches };
@@ -195,7 +199,7 @@ export async function timeStep(w: Walker, t: TimeWalk): Promise<Step> {
     // The next window is counted while this one is deleted (disjoint ranges): its count, about a
     // third of a batch's time on FerretDB, is then mostly paid already.
     const nextLo = Date.parse(next.below) - next.width;
-    const nextFrom = nextLo <= EARLIEST ? null : iso(nextLo);
+    const nextFrom = nextLo < EARLIEST ? null : iso(nextLo);
     const n2 = w.r.collection.countDocuments(range(nextFrom, next.below), { hint: w.r.timeIndex! });
     n2.catch(() => undefined);
     w.ahead = { from: nextFrom, below: next.below, n: n2 };

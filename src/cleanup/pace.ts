@@ -10,6 +10,8 @@ export interface Pace {
   readonly size: number;
   readonly pauseMs: number;
   readonly lockTimeoutMs: number;
+  /** How long a batch may take before it gives up (a wait on locks, one after another, adds up). */
+  readonly batchTimeoutMs: number;
   /** A batch of `size` rows took `ms`: the next one is resized toward the target. */
   took(ms: number, rows: number): void;
   /** A batch gave up waiting for a lock: the next is half as big. */
@@ -28,6 +30,7 @@ export function pace(settings: BatchSettings = {}): Pace {
     },
     pauseMs: settings.pauseMs ?? 10,
     lockTimeoutMs: settings.lockTimeoutMs ?? 200,
+    batchTimeoutMs: (settings.lockTimeoutMs ?? 200) + 10 * targetMs,
     took(ms, rows) {
       // A short last batch says nothing about the cost of a full one.
       if (rows < size) return;

@@ -21,7 +21,8 @@ const CHECKPOINTS = '_dbfleet_cleanup';
 const CHECKPOINT_DAYS = 45;
 /** Batches in a row that may give up on a lock before the attempt fails (and is retried later). */
 const MAX_CONTENDED = 8;
-const LOCK_NOT_AVAILABLE = '55P03';
+/** A batch that waited for a lock too long, or ran past its time altogether: tried again, smaller. */
+const GAVE_UP = new Set(['55P03', '57014']);
 /** A delete refused because another row still references this one (NO ACTION / RESTRICT). */
 const REFERENCED = new Set(['23503', '23001']);
 
@@ -29,7 +30,12 @@ type PostgresPolicy = DataPolicy & { store: 'postgres' };
 
 interface Column {
   name: string;
+  /** As declared, with its length or precision: `character varying(5)`. */
   type: string;
+  /** The type without them, schema-qualified: `pg_catalog.varchar`. A value cast to it is never cut. */
+  base: string;
+  /** pg_type.typcategory: B boolean, N numeric, A array, ... */
+  category: string;
 }
 
 /** A policy checked against the tenant's catalog, ready to run. */
@@ -50,9 +56,11 @@ export async function resolveTable(pg: TenantPostgres, policy: PostgresPolicy): 
   const columns = await pg.withClient(async (client) => {
     const { rows } = await client.query<Column & { key: number | null }>(
       `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+              quote_ident(tn.nspname) || '.' || quote_ident(ty.typname) AS base, ty.typcategory AS category,
               array_position(i.indkey::int2[], a.attnum) AS key
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+         JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = ty.typnamespace
          LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
         WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
         ORDER BY a.attnum`,
@@ -69,20 +77,34 @@ export async function resolveTable(pg: TenantPostgres, policy: PostgresPolicy): 
   const params: unknown[] = [null]; // $1: the cutoff, set per run
   const t = (c: string) => `t.${quoteIdent(c)}`;
   const conditions = [`${t(time.name)} < ${cutoffFor(time.type, where, policy.timeField)}`];
+  const checks: { column: Column; values: unknown[] }[] = [];
   for (const [name, value] of Object.entries(policy.where ?? {})) {
     const column = byName.get(name);
     if (!column) throw mismatch(`${where}: no column ${name} (in where)`);
     // null in a list matches NULL, as MongoDB's $in does (= ANY never would).
     const values = Array.isArray(value) ? value : [value];
     const present = values.filter((v) => v !== null);
+    const problem = whereProblem(column, present);
+    if (problem) throw mismatch(`${where}: where ${name}: ${problem}`);
     const alternatives: string[] = [];
     if (present.length) {
       params.push(present);
-      alternatives.push(`${t(name)} = ANY($${params.length}::${column.type}[])`);
+      checks.push({ column, values: present });
+      // Cast to the type without its length or precision: to varchar(5), 'abcdefgh' would be cut to
+      // 'abcde' and take that row; to numeric(10,2), 1.005 would be 1.01.
+      alternatives.push(`${t(name)} = ANY($${params.length}::${column.base}[])`);
     }
     if (present.length < values.length) alternatives.push(`${t(name)} IS NULL`);
     conditions.push(alternatives.length === 1 ? alternatives[0]! : `(${alternatives.join(' OR ')})`);
   }
+  // Every value read as its column's type now, before anything of the run is deleted.
+  await pg.withClient(async (client) => {
+    for (const { column, values } of checks)
+      await client.query(`SELECT $1::${column.base}[]`, [values]).catch((err: unknown) => {
+        const code = (err as { code?: string }).code ?? 'error';
+        throw mismatch(`${where}: where ${column.name}: a value is not a valid ${column.type} (${code})`);
+      });
+  });
   const archiveColumns = columns
     .map((c) =>
       /^(bigint|numeric|money)\b/.test(c.type)
@@ -99,6 +121,20 @@ export async function resolveTable(pg: TenantPostgres, policy: PostgresPolicy): 
     archiveColumns,
     timeColumn: t(time.name),
   };
+}
+
+/**
+ * What of a `where` the column's type rules out at once: a list to hold against an array column, a
+ * true or false anywhere but a boolean column, a number anywhere but a numeric one (PostgreSQL would
+ * compare them as text, where MongoDB never matches a string by a number).
+ */
+function whereProblem(column: Column, values: unknown[]): string | undefined {
+  if (column.category === 'A') return `${column.type} is an array column; where takes scalar columns`;
+  if (values.some((v) => typeof v === 'boolean') && column.category !== 'B')
+    return `true or false against ${column.type}`;
+  if (values.some((v) => typeof v === 'number') && column.category !== 'N')
+    return `a number against ${column.type}`;
+  return undefined;
 }
 
 function cutoffFor(type: string, where: string, column: string): string {
@@ -183,7 +219,10 @@ export async function cleanTable(
               ? await readCandidates(client, r, values, position(), size, !!archive)
               : undefined;
           if (archive && candidates!.keys.length > 0) await archive.write(outcome.batches, candidates!.lines);
-          await client.query(`BEGIN; SET LOCAL lock_timeout = ${batchPace.lockTimeoutMs}`);
+          // lock_timeout bounds each wait; statement_timeout the batch (several waits in a row add up).
+          await client.query(
+            `BEGIN; SET LOCAL lock_timeout = ${batchPace.lockTimeoutMs}; SET LOCAL statement_timeout = ${batchPace.batchTimeoutMs}`,
+          );
           batch = candidates
             ? await deleteCandidates(client, r, values, candidates.keys, size, oneByOne)
             : await deleteRange(client, r, values, position(), size);
@@ -212,7 +251,7 @@ export async function cleanTable(
             oneByOne = true;
             continue;
           }
-          if (code !== LOCK_NOT_AVAILABLE || ++contended >= MAX_CONTENDED) throw err;
+          if (!GAVE_UP.has(code ?? '') || ++contended >= MAX_CONTENDED) throw err;
           // A row of the batch is locked by a writer: try again, smaller, after a longer rest.
           batchPace.contended();
           s.log.debug({ policy: r.policy.name, size: batchPace.size }, 'cleanup batch gave up on a lock');
