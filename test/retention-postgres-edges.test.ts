@@ -3,6 +3,8 @@
  * column with a precision, a `where` list holding null, a row another table still references, a
  * primary key of two columns.
  */
+import type { TenantHandle } from './support/fixtures.ts';
+// (A type only: erased, so nothing loads before the zone is set below.)
 const url = new URL(process.env.DBFLEET_TENANT_POSTGRES_URL!);
 url.searchParams.set('options', '-c timezone=America/New_York');
 process.env.DBFLEET_TENANT_POSTGRES_URL = url.toString();
@@ -151,6 +153,15 @@ describe('PostgreSQL retention edges', () => {
   });
 });
 
+/** A table `ev` of `n` rows, ids 1..n, all 30 days old. */
+const expiredRows = (tenant: TenantHandle, n: number) =>
+  tenant.pg.withClient(async (c) => {
+    await c.query('CREATE TABLE ev (id int PRIMARY KEY, at timestamptz)');
+    await c.query(`INSERT INTO ev SELECT i, now() - interval '30 days' FROM generate_series(1, $1::int) i`, [
+      n,
+    ]);
+  });
+
 describe('a where value its column cannot hold', () => {
   test.override({
     config: defineConfig({
@@ -172,10 +183,7 @@ describe('a where value its column cannot hold', () => {
     client,
     startWorker,
   }) => {
-    await tenant.pg.withClient(async (c) => {
-      await c.query('CREATE TABLE ev (id int PRIMARY KEY, at timestamptz)');
-      await c.query(`INSERT INTO ev VALUES (1, now() - interval '30 days')`);
-    });
+    await expiredRows(tenant, 1);
     startWorker();
     const job = await client.enqueue('cleanup', { tenant: tenant.id });
     const err = await job.waitForResult({ timeoutMs: 60_000 }).catch((e: unknown) => e as Error);
@@ -215,10 +223,7 @@ describe('a batch meeting one short lock after another', () => {
     client,
     startWorker,
   }) => {
-    await tenant.pg.withClient(async (c) => {
-      await c.query('CREATE TABLE ev (id int PRIMARY KEY, at timestamptz)');
-      await c.query(`INSERT INTO ev SELECT i, now() - interval '30 days' FROM generate_series(1, 1000) i`);
-    });
+    await expiredRows(tenant, 1_000);
     // Eight writers each hold one expired row, and let go one after another, 250 ms apart: every
     // wait is a quarter of the lock timeout, all of them together 2 s.
     const releases: (() => void)[] = [];

@@ -65,7 +65,7 @@ function leadsWith(index: IndexDescription & { hidden?: boolean }, field: string
   );
 }
 
-export const matchOf = (r: ResolvedCollection, cutoff: Date): Filter<Document> => ({
+const matchOf = (r: ResolvedCollection, cutoff: Date): Filter<Document> => ({
   ...r.where,
   [r.policy.timeField]: { $lt: cutoff },
 });
@@ -127,8 +127,7 @@ export async function cleanCollection(
     s,
     pace: pace(r.policy.batch),
     match: matchOf(r, s.cutoff),
-    outcome: () => p.outcome,
-    count: (o) => (p.outcome = o),
+    progress: p,
     save: () => save(p),
   };
   for (;;) {

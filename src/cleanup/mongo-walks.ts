@@ -15,7 +15,7 @@ const { EJSON } = BSON;
 /** Walks of one kind, one per `_id` type at least; a bound against documents made old without end. */
 const MAX_WALKS = 32;
 
-export type Step = 'batch' | 'again' | 'end';
+type Step = 'batch' | 'again' | 'end';
 
 export interface Walker {
   r: ResolvedCollection;
@@ -23,8 +23,8 @@ export interface Walker {
   pace: Pace;
   /** The policy's match with the run's cutoff. */
   match: Filter<Document>;
-  outcome(): PolicyOutcome;
-  count(o: PolicyOutcome): void;
+  /** Where the run's totals are kept (the checkpoint `save` writes). */
+  progress: { outcome: PolicyOutcome };
   save(): Promise<void>;
   /** The next window of a walk by time, counted while the batch before it was deleted. */
   ahead?: { from: string | null; below: string; n: Promise<number> };
@@ -93,7 +93,7 @@ export async function idStep(
   // One BSON type per batch, so that its range names exactly what it found.
   const docs = sameTypePrefix(found);
   const upTo = idText(docs.at(-1)!);
-  const seq = w.outcome().batches;
+  const seq = w.progress.outcome.batches;
   walk.pending = { from: idText(docs[0]!), upTo, found: docs.length, seq };
   await w.save();
   const archived = archive ? await archiveBatch(archive, seq, docs, false) : 0;
@@ -153,11 +153,14 @@ export async function timeStep(w: Walker, t: TimeWalk): Promise<Step> {
     await w.save();
     return 'again';
   }
+  const count = (from: string | null, below: string): Promise<number> =>
+    w.r.collection.countDocuments(range(from, below), { hint: w.r.timeIndex! });
+  /** The window's start; null when it reaches below the earliest date (everything older, then). */
+  const startOf = (lo: number) => (lo < EARLIEST ? null : iso(lo));
   const countWindow = (from: string | null, below: string): Promise<number> => {
     const { ahead } = w;
     delete w.ahead;
-    if (ahead?.from === from && ahead.below === below) return ahead.n;
-    return w.r.collection.countDocuments(range(from, below), { hint: w.r.timeIndex! });
+    return ahead?.from === from && ahead.below === below ? ahead.n : count(from, below);
   };
   const size = w.pace.size;
   const started = performance.now();
@@ -166,7 +169,7 @@ export async function timeStep(w: Walker, t: TimeWalk): Promise<Step> {
   let width = t.widthMs ?? FIRST_WIDTH_MS;
   for (;;) {
     const lo = hi - width;
-    const from = lo < EARLIEST ? null : iso(lo);
+    const from = startOf(lo);
     const n = await countWindow(from, below);
     if (n === 0) {
       if (from === null) {
@@ -190,7 +193,7 @@ export async function timeStep(w: Walker, t: TimeWalk): Promise<Step> {
       width = Math.max(1, Math.min(Math.floor((width * size) / n), hi - EARLIEST));
       continue;
     }
-    t.pending = { from, below, found: n, seq: w.outcome().batches };
+    t.pending = { from, below, found: n, seq: w.progress.outcome.batches };
     await w.save();
     const next = {
       below: from ?? iso(EARLIEST),
@@ -198,11 +201,9 @@ export async function timeStep(w: Walker, t: TimeWalk): Promise<Step> {
     };
     // The next window is counted while this one is deleted (disjoint ranges): its count, about a
     // third of a batch's time on FerretDB, is then mostly paid already.
-    const nextLo = Date.parse(next.below) - next.width;
-    const nextFrom = nextLo < EARLIEST ? null : iso(nextLo);
-    const n2 = w.r.collection.countDocuments(range(nextFrom, next.below), { hint: w.r.timeIndex! });
-    n2.catch(() => undefined);
-    w.ahead = { from: nextFrom, below: next.below, n: n2 };
+    const nextFrom = startOf(Date.parse(next.below) - next.width);
+    w.ahead = { from: nextFrom, below: next.below, n: count(nextFrom, next.below) };
+    w.ahead.n.catch(() => undefined); // awaited, and so thrown, only if the next step uses it
     const { deletedCount } = await w.r.collection.deleteMany(range(from, below));
     const ms = performance.now() - started;
     // The count only sized the window (it may be older than the delete): what went is what matched.
@@ -245,15 +246,15 @@ async function walkAgain(
 }
 
 function addBatch(w: Walker, matched: number, deleted: number, archived: number, ms: number) {
-  const o = w.outcome();
-  w.count({
+  const o = w.progress.outcome;
+  w.progress.outcome = {
     ...o,
     matched: o.matched + matched,
     deleted: o.deleted + deleted,
     archived: o.archived + archived,
     batches: o.batches + 1,
     longestBatchMs: Math.max(o.longestBatchMs, Math.round(ms)),
-  });
+  };
 }
 
 /**

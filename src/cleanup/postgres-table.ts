@@ -52,10 +52,18 @@ export interface ResolvedTable {
 }
 
 export async function resolveTable(pg: TenantPostgres, policy: PostgresPolicy): Promise<ResolvedTable> {
+  return pg.withClient((client) => resolveWith(client, pg, policy));
+}
+
+/** On one connection: the catalog read, then each `where` value cast by the server. */
+async function resolveWith(
+  client: pg.PoolClient,
+  store: TenantPostgres,
+  policy: PostgresPolicy,
+): Promise<ResolvedTable> {
   const where = `postgres ${policy.target} (policy ${policy.name})`;
-  const columns = await pg.withClient(async (client) => {
-    const { rows } = await client.query<Column & { key: number | null }>(
-      `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+  const { rows: columns } = await client.query<Column & { key: number | null }>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
               quote_ident(tn.nspname) || '.' || quote_ident(ty.typname) AS base, ty.typcategory AS category,
               array_position(i.indkey::int2[], a.attnum) AS key
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -64,10 +72,8 @@ export async function resolveTable(pg: TenantPostgres, policy: PostgresPolicy): 
          LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
         WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
         ORDER BY a.attnum`,
-      [pg.schema, policy.target],
-    );
-    return rows;
-  });
+    [store.schema, policy.target],
+  );
   if (columns.length === 0) throw mismatch(`${where}: no such table`);
   const keys = columns.filter((c) => c.key !== null).sort((a, b) => a.key! - b.key!);
   if (keys.length === 0) throw mismatch(`${where}: no primary key to walk the table by`);
@@ -98,13 +104,11 @@ export async function resolveTable(pg: TenantPostgres, policy: PostgresPolicy): 
     conditions.push(alternatives.length === 1 ? alternatives[0]! : `(${alternatives.join(' OR ')})`);
   }
   // Every value read as its column's type now, before anything of the run is deleted.
-  await pg.withClient(async (client) => {
-    for (const { column, values } of checks)
-      await client.query(`SELECT $1::${column.base}[]`, [values]).catch((err: unknown) => {
-        const code = (err as { code?: string }).code ?? 'error';
-        throw mismatch(`${where}: where ${column.name}: a value is not a valid ${column.type} (${code})`);
-      });
-  });
+  for (const { column, values } of checks)
+    await client.query(`SELECT $1::${column.base}[]`, [values]).catch((err: unknown) => {
+      const code = (err as { code?: string }).code ?? 'error';
+      throw mismatch(`${where}: where ${column.name}: a value is not a valid ${column.type} (${code})`);
+    });
   const archiveColumns = columns
     .map((c) =>
       /^(bigint|numeric|money)\b/.test(c.type)
@@ -114,7 +118,7 @@ export async function resolveTable(pg: TenantPostgres, policy: PostgresPolicy): 
     .join(', ');
   return {
     policy,
-    table: pg.table(policy.target),
+    table: store.table(policy.target),
     keys,
     condition: conditions.join(' AND '),
     params,
